@@ -1,0 +1,1 @@
+"""The `storeedge` command line."""

@@ -1,0 +1,162 @@
+"""agent.toml: the local file that owns the hardware (DESIGN.md "Agent config")."""
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+
+from agent.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/storeedge/agent.toml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgentSection(_Section):
+    """[agent]: where state lives and how hard the outbox holds on to it."""
+
+    state_dir: Path = Path("/var/lib/storeedge")
+    outbox_max_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024)
+    # FULL survives power loss; NORMAL only an application crash (research/perf.md §5.1).
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class CloudSection(_Section):
+    """[cloud]: where to sync and how to batch and back off."""
+
+    url: Annotated[str, Field(pattern=r"^https?://[^\s/]+")]
+    batch_max_events: int = Field(default=500, ge=1, le=1000)
+    batch_max_bytes: int = Field(default=1024 * 1024, ge=4096, le=4 * 1024 * 1024)
+    heartbeat_interval_s: float = Field(default=30.0, gt=0)
+    backoff_base_s: float = Field(default=0.5, gt=0)
+    backoff_cap_s: float = Field(default=60.0, gt=0)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    ca_bundle: Path | None = None
+
+
+class SerialScannerConfig(_Section):
+    """A barcode/QR scanner on a serial port (or USB CDC-ACM, which looks the same)."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
+    kind: Literal["scanner"]
+    transport: Literal["serial"]
+    port: str
+    baudrate: int = Field(default=9600, gt=0)
+    bytesize: Literal[5, 6, 7, 8] = 8
+    parity: Literal["N", "E", "O", "M", "S"] = "N"
+    stopbits: Literal[1, 2] = 1
+    # Longest first is not required: the framer matches whichever terminator appears first.
+    terminators: list[Annotated[str, Field(min_length=1, max_length=4)]] = ["\r\n", "\r", "\n"]
+    idle_timeout_ms: int = Field(default=150, ge=0)  # 0: frames end only at a terminator
+    max_frame_bytes: int = Field(default=4096, ge=16, le=1024 * 1024)
+
+
+def _device_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return f"{value.get('kind')}/{value.get('transport')}"
+    return f"{getattr(value, 'kind', None)}/{getattr(value, 'transport', None)}"
+
+
+DeviceConfig = Annotated[
+    Annotated[SerialScannerConfig, Tag("scanner/serial")],
+    Discriminator(
+        _device_tag,
+        custom_error_type="unknown_device",
+        custom_error_message="unknown device kind/transport",
+    ),
+]
+
+
+class AgentConfig(_Section):
+    """The whole agent.toml."""
+
+    agent: AgentSection = AgentSection()
+    cloud: CloudSection
+    devices: list[DeviceConfig] = []
+
+    def device_ids_unique(self) -> None:
+        """Raise ConfigError if two devices share an id (events could not be told apart)."""
+        seen: set[str] = set()
+        for index, device in enumerate(self.devices):
+            if device.id in seen:
+                raise ConfigError(f"devices[{index}].id: duplicate device id {device.id!r}")
+            seen.add(device.id)
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate agent.toml; raise ConfigError naming the key and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
+    return parse_config(text, source=str(path))
+
+
+def parse_config(text: str, source: str = "agent.toml") -> AgentConfig:
+    """Validate TOML text; raise ConfigError naming the key and line."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    try:
+        config = AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, text, source)) from exc
+    config.device_ids_unique()
+    return config
+
+
+def _describe(exc: ValidationError, text: str, source: str) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = [part for part in error["loc"] if not _is_union_tag(part)]
+        key = _dotted(loc)
+        line = _find_line(text, loc)
+        where = f"{source}:{line}" if line else source
+        lines.append(f"{where}: {key}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and "/" in part
+
+
+def _dotted(loc: list[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(file)"
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-]+)\s*\]\]?")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
+
+
+def _find_line(text: str, loc: list[Any]) -> int | None:
+    """1-based line of the key at `loc` (or of its table when the key is missing)."""
+    table: tuple[Any, ...] = ()
+    counts: dict[str, int] = {}
+    want_table = tuple(loc[:-1]) if loc else ()
+    want_key = loc[-1] if loc else None
+    table_line: int | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            name = header.group(2)
+            if header.group(1) == "[[":
+                counts[name] = counts.get(name, -1) + 1
+                table = (name, counts[name])
+            else:
+                table = tuple(name.split("."))
+            if table == want_table or (table == tuple(loc) and table_line is None):
+                table_line = number
+            continue
+        key = _KEY.match(line)
+        if key and table == want_table and key.group(1) == want_key:
+            return number
+    return table_line

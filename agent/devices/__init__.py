@@ -1,0 +1,1 @@
+"""Device drivers and the seams they plug into."""

@@ -1,0 +1,34 @@
+"""What every driver is given (an EventSink) and what it must offer (Driver)."""
+
+from datetime import datetime
+from typing import Protocol
+
+from protocol.events import DeviceStatusPayload, ScanPayload
+from protocol.wire import DeviceHealth
+
+Payload = ScanPayload | DeviceStatusPayload
+
+
+class EventSink(Protocol):
+    """Where drivers hand events; `capture` returns only once the event is durable."""
+
+    async def capture(
+        self, device_id: str, payload: Payload, occurred_at: datetime | None = None
+    ) -> None:
+        """Wrap `payload` in an envelope and commit it to the outbox before returning."""
+        ...
+
+
+class Driver(Protocol):
+    """One device: `run` keeps it connected until cancelled; `health` is a cheap snapshot."""
+
+    device_id: str
+    kind: str
+
+    async def run(self) -> None:
+        """Drive the device until cancelled, reconnecting with backoff; never raises on faults."""
+        ...
+
+    def health(self) -> DeviceHealth:
+        """Current state and counters, for heartbeats and the status page."""
+        ...

@@ -1,0 +1,107 @@
+"""The event envelope and its kind-tagged payloads (DESIGN.md "Events")."""
+
+import base64
+from datetime import datetime
+from typing import Annotated, Literal, TypeAlias
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from protocol.constants import (
+    MAX_ID_LEN,
+    MAX_RAW_B64_LEN,
+    MAX_TEXT_LEN,
+    SCHEMA_VERSION,
+    SUPPORTED_SCHEMAS,
+)
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Text = Annotated[str, Field(max_length=MAX_TEXT_LEN)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True
+    )
+
+
+ScanClass: TypeAlias = Literal["product", "coupon", "staff_badge", "unrecognised"]
+
+
+class ScanPayload(_Frozen):
+    """One decoded frame from a scanner; `raw_b64` keeps the exact bytes received."""
+
+    raw_b64: Annotated[str, Field(max_length=MAX_RAW_B64_LEN)]
+    text: Text
+    aim_id: Annotated[str, Field(max_length=3)] | None = None
+    symbology: Annotated[str, Field(max_length=32)] | None = None
+    gs1: dict[Annotated[str, Field(max_length=4)], Text] | None = None
+    classification: ScanClass = "unrecognised"
+    reason: Annotated[str, Field(max_length=256)] | None = None
+    decode_error: Annotated[str, Field(max_length=256)] | None = None
+
+    @property
+    def raw(self) -> bytes:
+        """The frame's bytes exactly as the device sent them."""
+        return base64.b64decode(self.raw_b64)
+
+
+DeviceState: TypeAlias = Literal["connecting", "online", "degraded", "offline"]
+
+
+class DeviceStatusPayload(_Frozen):
+    """A device's state changed; `condition` names why (connected, disconnected, paper_out…)."""
+
+    state: DeviceState
+    condition: Annotated[str, Field(max_length=64)]
+    detail: Annotated[str, Field(max_length=512)] | None = None
+
+
+class _Envelope(_Frozen):
+    event_id: UUID
+    agent_id: Id
+    store_id: Id
+    seq: int = Field(ge=1)
+    device_id: Id
+    occurred_at: AwareDatetime
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+
+    @field_validator("event_id")
+    @classmethod
+    def _must_be_v7(cls, value: UUID) -> UUID:
+        if value.version != 7:
+            raise ValueError("event_id must be a UUIDv7")
+        return value
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_schema(cls, value: int) -> int:
+        if value not in SUPPORTED_SCHEMAS:
+            raise ValueError(f"unsupported schema version {value}")
+        return value
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        offset = value.utcoffset()
+        if offset is None or offset.total_seconds() != 0:
+            raise ValueError("occurred_at must be UTC")
+        return value
+
+
+class ScanEvent(_Envelope):
+    """A scan: every frame, recognised or not, so the console can diagnose stores."""
+
+    kind: Literal["scan"] = "scan"
+    payload: ScanPayload
+
+
+class DeviceStatusEvent(_Envelope):
+    """A device changed state; emitted only on change."""
+
+    kind: Literal["device.status"] = "device.status"
+    payload: DeviceStatusPayload
+
+
+Event = Annotated[ScanEvent | DeviceStatusEvent, Field(discriminator="kind")]
+EVENT_ADAPTER: TypeAdapter[ScanEvent | DeviceStatusEvent] = TypeAdapter(Event)

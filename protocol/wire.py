@@ -1,0 +1,85 @@
+"""Request and response bodies of the ingest API (DESIGN.md "Ingest API")."""
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from protocol.constants import MAX_ID_LEN
+from protocol.events import DeviceState, Id
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EventResult(_Wire):
+    """The cloud's verdict on one event of a batch, in batch order."""
+
+    status: Literal["accepted", "duplicate", "rejected"]
+    event_id: str | None = None
+    reason: str | None = None
+
+
+class BatchResponse(_Wire):
+    """Answer to POST /v1/events: exactly one result per event sent."""
+
+    results: list[EventResult]
+
+
+class AgentInfo(_Wire):
+    """What an agent says about itself when it enrolls."""
+
+    hostname: Annotated[str, Field(max_length=255)] = ""
+    version: Annotated[str, Field(max_length=64)] = ""
+    platform: Annotated[str, Field(max_length=255)] = ""
+
+
+class EnrollRequest(_Wire):
+    """POST /v1/enroll body: a single-use code traded for credentials."""
+
+    code: Annotated[str, Field(min_length=4, max_length=64)]
+    agent_info: AgentInfo = AgentInfo()
+
+
+class EnrollResponse(_Wire):
+    """Credentials for one agent; the cloud keeps only a hash of `token`."""
+
+    agent_id: Id
+    store_id: Id
+    token: str
+
+
+class DeviceHealth(_Wire):
+    """One device's current state and counters, carried in every heartbeat."""
+
+    device_id: Id
+    kind: Annotated[str, Field(max_length=32)]
+    state: DeviceState
+    condition: Annotated[str, Field(max_length=64)] = ""
+    detail: Annotated[str, Field(max_length=512)] | None = None
+    counters: dict[Annotated[str, Field(max_length=64)], int] = {}
+
+
+class Heartbeat(_Wire):
+    """POST /v1/heartbeat body: the agent's health as of `sent_at`."""
+
+    sent_at: AwareDatetime
+    version: Annotated[str, Field(max_length=64)]
+    backlog_events: int = Field(ge=0)
+    backlog_bytes: int = Field(ge=0)
+    oldest_unsynced_age_s: float | None = None
+    dead_letters: int = Field(default=0, ge=0)
+    losses: dict[Annotated[str, Field(max_length=64)], int] = {}
+    devices: list[DeviceHealth] = []
+    clock_offset_s: float | None = None
+    last_sync_at: AwareDatetime | None = None
+    next_seq: int | None = None
+    sync_state: Annotated[str, Field(max_length=32)] = ""
+
+
+class HeartbeatResponse(_Wire):
+    """The cloud's clock, so the agent can measure its own offset."""
+
+    server_time: datetime
+    agent_id: Annotated[str, Field(max_length=MAX_ID_LEN)]
