@@ -16,7 +16,7 @@ MAX_ID_LEN: Final = 64
 MAX_TEXT_LEN: Final = 8 * 1024
 MAX_RAW_B64_LEN: Final = 16 * 1024
 
-# Event kinds the agent may never drop under disk pressure (DESIGN.md guarantee 5).
-NEVER_DROP_KINDS: Final = frozenset(
-    {"coupon.redeemed", "coupon.rejected", "sale", "print.completed", "print.failed"}
-)
+# The only kinds the agent may drop, oldest first, when the outbox hits its byte cap
+# (DESIGN.md guarantee 5). An allowlist: a kind added later is never dropped by accident,
+# so coupons, sales and print outcomes are always kept.
+DROPPABLE_KINDS: Final = frozenset({"scan", "mirror.session", "mirror.tryon"})

@@ -1,0 +1,136 @@
+"""The durable outbox: events are committed before capture returns (DESIGN.md guarantee 1)."""
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent.devices.base import Payload
+from agent.errors import OutboxClosed, OutboxError
+from agent.outbox.records import (
+    AppendResult,
+    Identity,
+    OutboxStats,
+    PendingEvent,
+    StoredEvent,
+)
+from agent.outbox.store import OutboxStore
+from agent.outbox.thread import OutboxThread
+from protocol.ids import uuid7
+
+log = logging.getLogger(__name__)
+
+_StoreFn = Callable[[OutboxStore], Any]
+
+
+class Outbox:
+    """Async face of the outbox; all SQLite work happens on its writer thread."""
+
+    def __init__(self, thread: OutboxThread, path: Path) -> None:
+        self._thread = thread
+        self.path = path
+        self._new_events = asyncio.Event()
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        identity: Identity,
+        *,
+        max_bytes: int = 2 * 1024**3,
+        synchronous: str = "FULL",
+    ) -> "Outbox":
+        """Open (creating and migrating) the outbox at `path`."""
+        loop = asyncio.get_running_loop()
+        try:
+            store = await asyncio.to_thread(OutboxStore, path, identity, max_bytes, synchronous)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
+        box: Outbox
+        thread = OutboxThread(store, loop, on_commit=lambda: box._new_events.set())
+        box = cls(thread, path)
+        return box
+
+    async def append(
+        self, device_id: str, payload: Payload, occurred_at: datetime | None = None
+    ) -> AppendResult:
+        """Commit one event; returns once it is durable (or was dropped by the byte cap)."""
+        if self._closed:
+            raise OutboxClosed("outbox is closed")
+        event = PendingEvent(
+            device_id=device_id,
+            payload=payload,
+            occurred_at=occurred_at or datetime.now(UTC),
+            event_id=uuid7(),
+        )
+        result: AppendResult = await self._thread.append(event)
+        return result
+
+    async def capture(
+        self, device_id: str, payload: Payload, occurred_at: datetime | None = None
+    ) -> None:
+        """EventSink for drivers: `append`, ignoring the outcome (drops are counted)."""
+        await self.append(device_id, payload, occurred_at)
+
+    async def read_batch(self, max_events: int, max_bytes: int) -> list[StoredEvent]:
+        """The oldest unsynced events, in seq order."""
+        batch: list[StoredEvent] = await self._call(
+            lambda store: store.read_batch(max_events, max_bytes)
+        )
+        return batch
+
+    async def ack(self, seqs: Sequence[int]) -> None:
+        """Delete events the cloud has (accepted or duplicate)."""
+        seqs = list(seqs)
+        await self._call(lambda store: store.ack(seqs))
+
+    async def dead_letter(self, rejected: Sequence[tuple[int, str]]) -> None:
+        """Move events the cloud rejected, with reasons, to the dead-letter table."""
+        rejected = list(rejected)
+        await self._call(lambda store: store.dead_letter(rejected))
+
+    async def count_loss(self, reason: str, count: int = 1) -> None:
+        """Persist a loss counted before the outbox (so heartbeats report it)."""
+        await self._call(lambda store: store.count_loss(reason, count))
+
+    async def stats(self) -> OutboxStats:
+        """Backlog, dead letters and losses as of now."""
+        stats: OutboxStats = await self._call(lambda store: store.stats())
+        return stats
+
+    async def wait_for_events(self, timeout: float) -> None:
+        """Return when something was committed since the last call, or after `timeout`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._new_events.wait(), timeout)
+        self._new_events.clear()
+
+    async def close(self) -> None:
+        """Let queued work finish, then close the database. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._thread.stop)
+
+    async def __aenter__(self) -> "Outbox":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _call(self, fn: _StoreFn) -> Any:
+        if self._closed:
+            raise OutboxClosed("outbox is closed")
+        return await self._thread.call(fn)
+
+
+def oldest_age_s(stats: OutboxStats, now: float | None = None) -> float | None:
+    """Age in seconds of the oldest unsynced event, or None when the backlog is empty."""
+    if stats.oldest_created_at is None:
+        return None
+    return max(0.0, (now if now is not None else time.time()) - stats.oldest_created_at)

@@ -1,0 +1,54 @@
+"""Plain records passed between the outbox thread and its async callers."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+from agent.devices.base import Payload
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who this agent is, stamped on every envelope."""
+
+    agent_id: str
+    store_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An event captured but not yet committed; `seq` is assigned at commit."""
+
+    device_id: str
+    payload: Payload
+    occurred_at: datetime
+    event_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """`seq` once committed; `dropped` names the reason when the byte cap refused it."""
+
+    seq: int | None
+    dropped: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One outbox row as sent: `body` is the exact serialized envelope."""
+
+    seq: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """Backlog and loss accounting, for heartbeats and the status page."""
+
+    backlog_events: int
+    backlog_bytes: int
+    oldest_created_at: float | None
+    dead_letters: int
+    next_seq: int
+    losses: dict[str, int] = field(default_factory=dict)
+    over_cap: bool = False

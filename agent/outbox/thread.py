@@ -1,0 +1,166 @@
+"""The outbox's single writer thread: group commit of whatever is waiting, one burst at a time."""
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.outbox.records import PendingEvent
+from agent.outbox.store import OutboxStore, connect
+
+log = logging.getLogger(__name__)
+
+# One transaction takes at most this many waiting appends; bounds the latency of a burst.
+MAX_GROUP = 1000
+# The background checkpointer wakes this often and checkpoints once the WAL is this big.
+CHECKPOINT_INTERVAL_S = 0.5
+CHECKPOINT_MIN_WAL_BYTES = 4 * 1024 * 1024
+
+_Settled = tuple["asyncio.Future[Any]", Any, BaseException | None]
+
+
+class _Call:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[OutboxStore], Any], future: "asyncio.Future[Any]") -> None:
+        self.fn = fn
+        self.future = future
+
+
+class _Append:
+    __slots__ = ("event", "future")
+
+    def __init__(self, event: PendingEvent, future: "asyncio.Future[Any]") -> None:
+        self.event = event
+        self.future = future
+
+
+_STOP = object()
+
+
+def _settle(settled: list[_Settled]) -> None:
+    for future, result, error in settled:
+        if future.cancelled():
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
+class OutboxThread:
+    """Owns the OutboxStore; every call is queued and answered on the caller's loop."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        loop: asyncio.AbstractEventLoop,
+        on_commit: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._loop = loop
+        self._on_commit = on_commit
+        self._queue: queue.SimpleQueue[_Call | _Append | object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="outbox-writer", daemon=True)
+        self._checkpointer = _Checkpointer(store.path)
+        self._thread.start()
+        self._checkpointer.start()
+
+    def append(self, event: PendingEvent) -> "asyncio.Future[Any]":
+        """Queue one event; the future resolves to its AppendResult once committed."""
+        future = self._loop.create_future()
+        self._queue.put(_Append(event, future))
+        return future
+
+    def call(self, fn: Callable[[OutboxStore], Any]) -> "asyncio.Future[Any]":
+        """Run `fn(store)` on the writer thread, in order with appends."""
+        future = self._loop.create_future()
+        self._queue.put(_Call(fn, future))
+        return future
+
+    def stop(self) -> None:
+        """Finish queued work, close the database; blocks until the thread is gone."""
+        self._queue.put(_STOP)
+        self._thread.join()
+        self._checkpointer.stop()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            items = [self._queue.get()]
+            while len(items) < MAX_GROUP:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            settled: list[_Settled] = []
+            appends: list[_Append] = []
+            committed = False
+            for item in items:
+                if isinstance(item, _Append):
+                    appends.append(item)
+                    continue
+                committed |= self._flush(appends, settled)
+                appends = []
+                if item is _STOP:
+                    stopping = True
+                elif isinstance(item, _Call):
+                    try:
+                        settled.append((item.future, item.fn(self._store), None))
+                    except Exception as exc:  # handed to the awaiting caller
+                        settled.append((item.future, None, exc))
+            committed |= self._flush(appends, settled)
+            if settled:
+                self._loop.call_soon_threadsafe(_settle, settled)
+            if committed:
+                self._loop.call_soon_threadsafe(self._on_commit)
+        self._store.close()
+
+    def _flush(self, appends: list[_Append], settled: list[_Settled]) -> bool:
+        if not appends:
+            return False
+        try:
+            results = self._store.append_many([item.event for item in appends])
+        except Exception as exc:
+            log.exception("outbox append failed for %d events", len(appends))
+            settled.extend((item.future, None, exc) for item in appends)
+            return False
+        settled.extend(
+            (item.future, result, None) for item, result in zip(appends, results, strict=True)
+        )
+        return True
+
+
+class _Checkpointer:
+    """Checkpoints the WAL from its own connection, so capture never waits on it."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._wal = Path(f"{path}-wal")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        conn = connect(self._path, "FULL")
+        try:
+            while not self._stop.wait(CHECKPOINT_INTERVAL_S):
+                try:
+                    if self._wal.stat().st_size >= CHECKPOINT_MIN_WAL_BYTES:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except FileNotFoundError:
+                    continue
+                except sqlite3.Error as exc:
+                    log.warning("outbox checkpoint failed: %s", exc)
+        finally:
+            conn.close()
