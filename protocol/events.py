@@ -106,10 +106,8 @@ class DeviceStatusEvent(_Envelope):
 Event = Annotated[ScanEvent | DeviceStatusEvent, Field(discriminator="kind")]
 EVENT_ADAPTER: TypeAdapter[ScanEvent | DeviceStatusEvent] = TypeAdapter(Event)
 
-EventModel: TypeAlias = ScanEvent | DeviceStatusEvent
-
-# Which envelope carries which payload: the agent builds events from payloads with this table.
-ENVELOPE_FOR_PAYLOAD: dict[type[BaseModel], type[EventModel]] = {
-    ScanPayload: ScanEvent,
-    DeviceStatusPayload: DeviceStatusEvent,
+# Which kind tag a payload travels under; the agent builds envelopes from this table.
+KIND_FOR_PAYLOAD: dict[type[BaseModel], str] = {
+    ScanPayload: "scan",
+    DeviceStatusPayload: "device.status",
 }

@@ -3,10 +3,11 @@
 import asyncio
 import contextlib
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from agent.outbox.records import (
 )
 from agent.outbox.store import OutboxStore
 from agent.outbox.thread import OutboxThread
-from protocol.ids import uuid7
+from protocol.constants import SCHEMA_VERSION
+from protocol.events import KIND_FOR_PAYLOAD
+from protocol.ids import uuid7_str
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +34,10 @@ _StoreFn = Callable[[OutboxStore], Any]
 class Outbox:
     """Async face of the outbox; all SQLite work happens on its writer thread."""
 
-    def __init__(self, thread: OutboxThread, path: Path) -> None:
+    def __init__(self, thread: OutboxThread, path: Path, identity: Identity) -> None:
         self._thread = thread
+        self._identity = identity
+        self._checked_devices: set[str] = set()
         self.path = path
         self._new_events = asyncio.Event()
         self._closed = False
@@ -48,13 +53,15 @@ class Outbox:
     ) -> "Outbox":
         """Open (creating and migrating) the outbox at `path`."""
         loop = asyncio.get_running_loop()
+        check_id(identity.agent_id, "agent_id")
+        check_id(identity.store_id, "store_id")
         try:
             store = await asyncio.to_thread(OutboxStore, path, identity, max_bytes, synchronous)
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
         box: Outbox
         thread = OutboxThread(store, loop, on_commit=lambda: box._new_events.set())
-        box = cls(thread, path)
+        box = cls(thread, path, identity)
         return box
 
     async def append(
@@ -63,12 +70,9 @@ class Outbox:
         """Commit one event; returns once it is durable (or was dropped by the byte cap)."""
         if self._closed:
             raise OutboxClosed("outbox is closed")
-        event = PendingEvent(
-            device_id=device_id,
-            payload=payload,
-            occurred_at=occurred_at or datetime.now(UTC),
-            event_id=uuid7(),
-        )
+        if device_id not in self._checked_devices:
+            self._checked_devices.add(check_id(device_id, "device_id"))
+        event = encode_pending(self._identity, device_id, payload, occurred_at or datetime.now(UTC))
         result: AppendResult = await self._thread.append(event)
         return result
 
@@ -134,3 +138,41 @@ def oldest_age_s(stats: OutboxStats, now: float | None = None) -> float | None:
     if stats.oldest_created_at is None:
         return None
     return max(0.0, (now if now is not None else time.time()) - stats.oldest_created_at)
+
+
+# The envelope is assembled here rather than by pydantic (3× cheaper, research/perf.md): every
+# field but the payload is ours, ids are checked against the protocol's Id pattern once, and a
+# parity test holds these bytes to what EVENT_ADAPTER validates and pydantic would write.
+_HEAD = b'{"event_id":"%s","agent_id":"%s","store_id":"%s","seq":'
+_TAIL = b',"device_id":"%s","occurred_at":"%s","schema":%d,"kind":"%s","payload":%s}'
+_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+
+
+def check_id(value: str, what: str) -> str:
+    """Return `value` if it is a valid protocol Id, else raise OutboxError naming `what`."""
+    if not _ID.match(value):
+        raise OutboxError(f"{what} {value!r} is not a valid id ([A-Za-z0-9_.:-], 1–64)")
+    return value
+
+
+def encode_pending(
+    identity: Identity, device_id: str, payload: Payload, occurred_at: datetime
+) -> PendingEvent:
+    """Serialize an event now, leaving a hole for the seq the writer assigns at commit."""
+    kind = KIND_FOR_PAYLOAD[type(payload)]
+    event_id = uuid7_str()
+    if occurred_at.utcoffset() != _ZERO:
+        occurred_at = occurred_at.astimezone(UTC)
+    when = occurred_at.replace(tzinfo=None).isoformat() + "Z"
+    head = _HEAD % (event_id.encode(), identity.agent_id.encode(), identity.store_id.encode())
+    tail = _TAIL % (
+        device_id.encode(),
+        when.encode(),
+        SCHEMA_VERSION,
+        kind.encode(),
+        payload.__pydantic_serializer__.to_json(payload),
+    )
+    return PendingEvent(event_id, kind, head, tail)
+
+
+_ZERO = timedelta(0)

@@ -1,10 +1,6 @@
 """Plain records passed between the outbox thread and its async callers."""
 
 from dataclasses import dataclass, field
-from datetime import datetime
-from uuid import UUID
-
-from agent.devices.base import Payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,12 +13,20 @@ class Identity:
 
 @dataclass(frozen=True, slots=True)
 class PendingEvent:
-    """An event captured but not yet committed; `seq` is assigned at commit."""
+    """An event serialized on capture, but for its `seq`, which the writer assigns at commit.
 
-    device_id: str
-    payload: Payload
-    occurred_at: datetime
-    event_id: UUID
+    The body is `head + str(seq) + tail`: serializing on the caller's side keeps the writer
+    thread's GIL time to the SQL alone, which is what bounds capture latency.
+    """
+
+    event_id: str
+    kind: str
+    head: bytes
+    tail: bytes
+
+    def body(self, seq: int) -> bytes:
+        """The envelope's exact bytes once numbered."""
+        return b"%b%d%b" % (self.head, seq, self.tail)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,6 @@ from agent.outbox.records import (
 )
 from agent.outbox.schema import migrate
 from protocol.constants import DROPPABLE_KINDS
-from protocol.events import ENVELOPE_FOR_PAYLOAD
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ class OutboxStore:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             for event in pending:
-                kind, body = self._encode(event, self.next_seq)
+                kind, body = event.kind, event.body(self.next_seq)
                 droppable = kind in DROPPABLE_KINDS
                 if self.bytes + len(body) > self.max_bytes:
                     self._make_room(self.bytes + len(body) - self.max_bytes)
@@ -87,7 +86,7 @@ class OutboxStore:
                         self._alarm_over_cap()
                 seq = self.next_seq
                 self.next_seq += 1
-                rows.append((seq, str(event.event_id), kind, int(droppable), now, body))
+                rows.append((seq, event.event_id, kind, int(droppable), now, body))
                 self.count += 1
                 self.bytes += len(body)
                 results.append(AppendResult(seq=seq))
@@ -187,19 +186,6 @@ class OutboxStore:
             self.conn.close()
 
     # -- internals --------------------------------------------------------------------------
-
-    def _encode(self, event: PendingEvent, seq: int) -> tuple[str, bytes]:
-        envelope = ENVELOPE_FOR_PAYLOAD[type(event.payload)]
-        model = envelope(
-            event_id=event.event_id,
-            agent_id=self.identity.agent_id,
-            store_id=self.identity.store_id,
-            seq=seq,
-            device_id=event.device_id,
-            occurred_at=event.occurred_at,
-            payload=event.payload,  # type: ignore[arg-type]  # the table pairs them
-        )
-        return model.kind, model.model_dump_json().encode()
 
     def _make_room(self, needed: int) -> None:
         freed = dropped = 0

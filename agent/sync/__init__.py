@@ -1,0 +1,1 @@
+"""Outbox → cloud: one drain worker, heartbeats, and the HTTP client they share."""

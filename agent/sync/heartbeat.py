@@ -1,0 +1,88 @@
+"""Periodic heartbeats: backlog, losses, device states and the agent's clock offset."""
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from agent import __version__
+from agent.errors import SyncError
+from agent.outbox import Outbox, oldest_age_s
+from agent.sync.client import IngestClient, RetryableError
+from agent.sync.drain import DrainWorker
+from protocol.wire import DeviceHealth, Heartbeat
+
+log = logging.getLogger(__name__)
+
+# ±10 % jitter so a fleet restarted together does not heartbeat in lockstep.
+JITTER = 0.1
+
+
+class HeartbeatLoop:
+    """Sends a Heartbeat every `interval_s`; measures clock offset from the cloud's answer."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        client: IngestClient,
+        drain: DrainWorker,
+        devices: Callable[[], list[DeviceHealth]],
+        interval_s: float = 30.0,
+    ) -> None:
+        self._outbox = outbox
+        self._client = client
+        self._drain = drain
+        self._devices = devices
+        self._interval = interval_s
+        self.clock_offset_s: float | None = None
+        self.last_ok_at: float | None = None
+        self.last_error: str | None = None
+
+    async def run(self) -> None:
+        """Heartbeat until cancelled; a failed beat waits for the next (or for Retry-After)."""
+        while True:
+            delay = self._interval * random.uniform(1 - JITTER, 1 + JITTER)
+            try:
+                await self.beat()
+            except RetryableError as exc:
+                self.last_error = str(exc)
+                delay = max(delay, exc.retry_after or 0.0)
+                log.info("heartbeat failed: %s", exc)
+            except SyncError as exc:
+                self.last_error = str(exc)
+                log.warning("heartbeat refused: %s", exc)
+            await asyncio.sleep(delay)
+
+    async def beat(self) -> None:
+        """Send one heartbeat now."""
+        heartbeat = await self.build()
+        sent = time.time()
+        response = await self._client.post_heartbeat(heartbeat)
+        received = time.time()
+        # NTP-style: the cloud stamped its clock roughly halfway through the round trip.
+        server = response.server_time.timestamp()
+        self.clock_offset_s = round(server - (sent + received) / 2, 3)
+        self.last_ok_at = received
+        self.last_error = None
+
+    async def build(self) -> Heartbeat:
+        """The heartbeat as it would be sent now."""
+        stats = await self._outbox.stats()
+        counters = self._drain.counters
+        last_sync = counters.last_sync_at
+        return Heartbeat(
+            sent_at=datetime.now(UTC),
+            version=__version__,
+            backlog_events=stats.backlog_events,
+            backlog_bytes=stats.backlog_bytes,
+            oldest_unsynced_age_s=oldest_age_s(stats),
+            dead_letters=stats.dead_letters,
+            losses=stats.losses,
+            devices=self._devices(),
+            clock_offset_s=self.clock_offset_s,
+            last_sync_at=datetime.fromtimestamp(last_sync, UTC) if last_sync else None,
+            next_seq=stats.next_seq,
+            sync_state=self._drain.state.value,
+        )

@@ -1,0 +1,76 @@
+"""Shared bench plumbing: machine facts, percentiles, a printed table and a JSON file."""
+
+import json
+import os
+import platform
+import resource
+import sqlite3
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def machine() -> dict[str, Any]:
+    """Facts needed to compare runs: CPU count, Python, SQLite, kernel, date."""
+    return {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50/p99/p99.9/max of latencies given in seconds, reported in milliseconds."""
+    ordered = sorted(samples)
+    if not ordered:
+        return {}
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    return {
+        "p50_ms": round(at(0.50), 3),
+        "p99_ms": round(at(0.99), 3),
+        "p99_9_ms": round(at(0.999), 3),
+        "max_ms": round(ordered[-1] * 1000, 3),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
+    }
+
+
+def rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def report(name: str, title: str, rows: list[dict[str, Any]], extra: dict[str, Any]) -> Path:
+    """Print `rows` as a table and write them with machine facts to results/<name>.json."""
+    table = Table(title=title)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    for column in columns:
+        table.add_column(column, justify="right" if column != "what" else "left")
+    for row in rows:
+        table.add_row(*(_fmt(row.get(column, "")) for column in columns))
+    Console(width=200).print(table)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(
+        json.dumps({"name": name, "machine": machine(), "rows": rows, **extra}, indent=2) + "\n"
+    )
+    return path
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}" if value >= 100 else f"{value:,.3f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
