@@ -50,10 +50,11 @@ class SerialScannerConfig(_Section):
     bytesize: Literal[5, 6, 7, 8] = 8
     parity: Literal["N", "E", "O", "M", "S"] = "N"
     stopbits: Literal[1, 2] = 1
-    # Longest first is not required: the framer matches whichever terminator appears first.
+    # At the earliest position where any terminator matches, the longest one wins.
     terminators: list[Annotated[str, Field(min_length=1, max_length=4)]] = ["\r\n", "\r", "\n"]
     idle_timeout_ms: int = Field(default=150, ge=0)  # 0: frames end only at a terminator
-    max_frame_bytes: int = Field(default=4096, ge=16, le=1024 * 1024)
+    # The wire carries at most 12 KiB of raw bytes per scan (protocol MAX_RAW_B64_LEN).
+    max_frame_bytes: int = Field(default=4096, ge=16, le=12 * 1024)
 
 
 def _device_tag(value: Any) -> str | None:

@@ -145,9 +145,7 @@ class FaultProxy:
             auto_decompress=False,
         ) as response:
             payload = await response.read()
-            out = {
-                k: v for k, v in response.headers.items() if k.lower() not in _HOP_HEADERS
-            }
+            out = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_HEADERS}
             return response.status, out, payload
 
     @staticmethod

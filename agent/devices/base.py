@@ -18,6 +18,10 @@ class EventSink(Protocol):
         """Wrap `payload` in an envelope and commit it to the outbox before returning."""
         ...
 
+    async def count_loss(self, reason: str, count: int = 1) -> None:
+        """Persist events lost before capture (e.g. a flood), so heartbeats report them."""
+        ...
+
 
 class Driver(Protocol):
     """One device: `run` keeps it connected until cancelled; `health` is a cheap snapshot."""

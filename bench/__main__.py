@@ -1,0 +1,31 @@
+"""`python -m bench [NAME…]`: run benchmarks, then regenerate docs/BENCHMARKS.md from the JSON."""
+
+import argparse
+import importlib
+import sys
+
+from bench.render import render
+
+BENCHMARKS = ["outbox", "drain"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the named benchmarks (all by default) and rewrite docs/BENCHMARKS.md."""
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {BENCHMARKS}")
+    parser.add_argument("--render-only", action="store_true", help="only rebuild the doc")
+    args = parser.parse_args(argv)
+    unknown = set(args.names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {BENCHMARKS}")
+    if not args.render_only:
+        for name in args.names or BENCHMARKS:
+            print(f"== bench/{name}", flush=True)
+            importlib.import_module(f"bench.{name}").main([])
+    path = render()
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

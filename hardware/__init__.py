@@ -1,0 +1,1 @@
+"""Device emulators and fault injectors, for tests, demos and field engineers."""
