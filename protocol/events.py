@@ -5,25 +5,17 @@ from datetime import datetime
 from typing import Annotated, Literal, TypeAlias
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter, field_validator
 
-from protocol.constants import (
-    MAX_ID_LEN,
-    MAX_RAW_B64_LEN,
-    MAX_TEXT_LEN,
-    SCHEMA_VERSION,
-    SUPPORTED_SCHEMAS,
+from protocol.base import Frozen as _Frozen
+from protocol.base import Id, Text
+from protocol.constants import MAX_RAW_B64_LEN, SCHEMA_VERSION, SUPPORTED_SCHEMAS
+from protocol.mirror import (
+    MirrorCouponClaimedPayload,
+    MirrorSessionPayload,
+    MirrorTryonPayload,
 )
-
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-Text = Annotated[str, Field(max_length=MAX_TEXT_LEN)]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True
-    )
-
+from protocol.printing import PrintCompletedPayload, PrintFailedPayload
 
 ScanClass: TypeAlias = Literal["product", "coupon", "staff_badge", "unrecognised"]
 
@@ -103,11 +95,55 @@ class DeviceStatusEvent(_Envelope):
     payload: DeviceStatusPayload
 
 
-Event = Annotated[ScanEvent | DeviceStatusEvent, Field(discriminator="kind")]
-EVENT_ADAPTER: TypeAdapter[ScanEvent | DeviceStatusEvent] = TypeAdapter(Event)
+class PrintCompletedEvent(_Envelope):
+    """A print job finished on the printer."""
+
+    kind: Literal["print.completed"] = "print.completed"
+    payload: PrintCompletedPayload
+
+
+class PrintFailedEvent(_Envelope):
+    """A print job was given up on."""
+
+    kind: Literal["print.failed"] = "print.failed"
+    payload: PrintFailedPayload
+
+
+class MirrorSessionEvent(_Envelope):
+    """A mirror session started or ended."""
+
+    kind: Literal["mirror.session"] = "mirror.session"
+    payload: MirrorSessionPayload
+
+
+class MirrorTryonEvent(_Envelope):
+    """An item was tried on at a mirror."""
+
+    kind: Literal["mirror.tryon"] = "mirror.tryon"
+    payload: MirrorTryonPayload
+
+
+class MirrorCouponClaimedEvent(_Envelope):
+    """A coupon was claimed at a mirror."""
+
+    kind: Literal["mirror.coupon_claimed"] = "mirror.coupon_claimed"
+    payload: MirrorCouponClaimedPayload
+
+
+EventModel: TypeAlias = (
+    ScanEvent
+    | DeviceStatusEvent
+    | PrintCompletedEvent
+    | PrintFailedEvent
+    | MirrorSessionEvent
+    | MirrorTryonEvent
+    | MirrorCouponClaimedEvent
+)
+Event = Annotated[EventModel, Field(discriminator="kind")]
+EVENT_ADAPTER: TypeAdapter[EventModel] = TypeAdapter(Event)
 
 # Which kind tag a payload travels under; the agent builds envelopes from this table.
 KIND_FOR_PAYLOAD: dict[type[BaseModel], str] = {
-    ScanPayload: "scan",
-    DeviceStatusPayload: "device.status",
+    model.model_fields["payload"].annotation: model.model_fields["kind"].default
+    for model in EventModel.__args__  # type: ignore[attr-defined]
 }

@@ -5,8 +5,9 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from protocol.base import Id
 from protocol.constants import MAX_ID_LEN
-from protocol.events import DeviceState, Id
+from protocol.events import DeviceState
 
 
 class _Wire(BaseModel):

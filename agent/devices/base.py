@@ -4,9 +4,19 @@ from datetime import datetime
 from typing import Protocol
 
 from protocol.events import DeviceStatusPayload, ScanPayload
+from protocol.mirror import MirrorCouponClaimedPayload, MirrorSessionPayload, MirrorTryonPayload
+from protocol.printing import PrintCompletedPayload, PrintFailedPayload
 from protocol.wire import DeviceHealth
 
-Payload = ScanPayload | DeviceStatusPayload
+Payload = (
+    ScanPayload
+    | DeviceStatusPayload
+    | PrintCompletedPayload
+    | PrintFailedPayload
+    | MirrorSessionPayload
+    | MirrorTryonPayload
+    | MirrorCouponClaimedPayload
+)
 
 
 class EventSink(Protocol):
