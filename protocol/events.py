@@ -145,5 +145,5 @@ EVENT_ADAPTER: TypeAdapter[EventModel] = TypeAdapter(Event)
 # Which kind tag a payload travels under; the agent builds envelopes from this table.
 KIND_FOR_PAYLOAD: dict[type[BaseModel], str] = {
     model.model_fields["payload"].annotation: model.model_fields["kind"].default
-    for model in EventModel.__args__  # type: ignore[attr-defined]
+    for model in EventModel.__args__
 }
