@@ -5,7 +5,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from agent.errors import ConfigError
 
@@ -55,6 +63,71 @@ class SerialScannerConfig(_Section):
     idle_timeout_ms: int = Field(default=150, ge=0)  # 0: frames end only at a terminator
     # The wire carries at most 12 KiB of raw bytes per scan (protocol MAX_RAW_B64_LEN).
     max_frame_bytes: int = Field(default=4096, ge=16, le=12 * 1024)
+    # A stuck trigger floods frames; past this rate (after a burst) frames are dropped and
+    # counted as losses. None keeps the driver's defaults (50/s, burst 200).
+    flood_max_per_s: float | None = Field(default=None, gt=0)
+    flood_burst: int | None = Field(default=None, ge=1)
+
+
+class _PrinterSection(_Section):
+    """What every ESC/POS receipt printer has, whatever the cable."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
+    kind: Literal["printer"]
+    poll_interval_s: float = Field(default=5.0, gt=0, le=300)  # DLE EOT status poll
+    status_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    # How a job is known to be printed: "process_id" waits for the printer's GS ( H answer
+    # (Epson TM and compatibles); "status" only checks it is online afterwards (cheap clones).
+    confirm: Literal["process_id", "status"] = "process_id"
+    confirm_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    write_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    asb: bool = False  # also enable Automatic Status Back (GS a) for pushed status changes
+    max_job_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+
+class TcpPrinterConfig(_PrinterSection):
+    """An ESC/POS printer on the LAN, raw TCP ("port 9100", devices.md §2.4)."""
+
+    transport: Literal["tcp"]
+    host: Annotated[str, Field(min_length=1, max_length=253)]
+    port: int = Field(default=9100, ge=1, le=65535)
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+
+class SerialPrinterConfig(_PrinterSection):
+    """An ESC/POS printer on a serial port or USB-serial adapter (devices.md §2.4)."""
+
+    transport: Literal["serial"]
+    port: str
+    baudrate: int = Field(default=9600, gt=0)
+    bytesize: Literal[7, 8] = 8
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    rtscts: bool = False
+    xonxoff: bool = False
+
+
+class MirrorConfig(_Section):
+    """A smart mirror: found by its mDNS TXT id ("mdns") or at a fixed address ("http")."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
+    kind: Literal["mirror"]
+    transport: Literal["mdns", "http"]
+    # The id the mirror itself reports (TXT `id`, GET /info); defaults to `id`.
+    mirror_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")] | None = None
+    host: Annotated[str, Field(min_length=1, max_length=253)] | None = None  # "http" only
+    port: int | None = Field(default=None, ge=1, le=65535)  # "http" only
+    # Browse mDNS only on these local IPv4 addresses (the store LAN's; devices.md §3 advises
+    # it on multi-homed boxes). Default: every interface.
+    mdns_interfaces: list[Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}$")]] | None = None
+
+    @model_validator(mode="after")
+    def _address_fits_transport(self) -> "MirrorConfig":
+        if self.transport == "http" and (self.host is None or self.port is None):
+            raise ValueError('transport "http" needs host and port')
+        if self.transport == "mdns" and (self.host is not None or self.port is not None):
+            raise ValueError('transport "mdns" finds host and port itself; remove them')
+        return self
 
 
 def _device_tag(value: Any) -> str | None:
@@ -64,7 +137,11 @@ def _device_tag(value: Any) -> str | None:
 
 
 DeviceConfig = Annotated[
-    Annotated[SerialScannerConfig, Tag("scanner/serial")],
+    Annotated[SerialScannerConfig, Tag("scanner/serial")]
+    | Annotated[TcpPrinterConfig, Tag("printer/tcp")]
+    | Annotated[SerialPrinterConfig, Tag("printer/serial")]
+    | Annotated[MirrorConfig, Tag("mirror/mdns")]
+    | Annotated[MirrorConfig, Tag("mirror/http")],
     Discriminator(
         _device_tag,
         custom_error_type="unknown_device",

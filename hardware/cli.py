@@ -38,6 +38,8 @@ def register(subparsers: Any) -> None:
     )
     devices = hw.add_subparsers(dest="device", required=True, metavar="DEVICE")
     _register_scanner(devices)
+    _register_mirror(devices)
+    _register_printer(devices)
 
 
 def _register_scanner(devices: Any) -> None:
@@ -96,6 +98,150 @@ def run_scanner(args: argparse.Namespace) -> int:
         return 1
     finally:
         restore()
+
+
+def _register_mirror(devices: Any) -> None:
+    parser = devices.add_parser(
+        "mirror",
+        help="a smart mirror on HTTP, advertised by mDNS",
+        description="Emulate a smart mirror (docs/MIRRORS.md): /info, /events and /display on "
+        "HOST:PORT, announced over mDNS on HOST, with generated shopper sessions.",
+    )
+    parser.add_argument("--id", default="mirror-emu-1", help="the mirror's id (TXT id, /info)")
+    parser.add_argument("--host", default="127.0.0.1", help="IPv4 address to serve and announce")
+    parser.add_argument("--port", type=int, default=0, help="TCP port (default: any free one)")
+    parser.add_argument(
+        "--pace", type=float, default=2.0, metavar="S",
+        help="about S seconds between shopper actions (0: no generated traffic)",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, help="seed for reproducible shopper traffic")
+    parser.add_argument("--no-mdns", action="store_true", help="do not announce over mDNS")
+    parser.set_defaults(func=run_mirror)
+
+
+def run_mirror(args: argparse.Namespace) -> int:
+    """Serve the mirror until SIGTERM (exit 0) or Ctrl-C (130); events go to stdout as JSON."""
+    import asyncio
+    import ipaddress
+
+    try:
+        host = ipaddress.IPv4Address(args.host)
+    except ValueError:
+        host = None
+    if host is None or host.is_unspecified:
+        print("error: --host must be one IPv4 address (it is announced)", file=sys.stderr)
+        return 2
+    if args.pace < 0 or not 0 <= args.port <= 65535:
+        print("error: --pace must be >= 0 and --port within 0..65535", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_serve_mirror(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _serve_mirror(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hardware.emulators.mirror import MirrorEmulator, shopper_traffic
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        async with MirrorEmulator(args.id, args.host, args.port, mdns=not args.no_mdns) as mirror:
+            print(f"mirror {args.id}: {mirror.url}", file=sys.stderr, flush=True)
+            traffic = None
+            if args.pace > 0:
+                traffic = asyncio.create_task(
+                    shopper_traffic(
+                        mirror,
+                        random.Random(args.seed),
+                        args.pace,
+                        on_event=lambda event: print(
+                            event.model_dump_json(exclude_none=True), flush=True
+                        ),
+                    )
+                )
+            await stop.wait()
+            if traffic is not None:
+                traffic.cancel()
+                await asyncio.gather(traffic, return_exceptions=True)
+    except OSError as exc:  # the port is taken, or the address is not this host's
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+    return 0
+
+
+def _register_printer(devices: Any) -> None:
+    parser = devices.add_parser(
+        "printer",
+        help="an ESC/POS receipt printer on TCP or a pty",
+        description="Emulate an ESC/POS printer (docs/PRINTERS.md): answers DLE EOT status, "
+        "prints each received receipt as text on stdout, optionally as PNG too.",
+    )
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--tcp", type=int, metavar="PORT", help="listen on TCP PORT (0: any free)")
+    where.add_argument("--link", type=Path, help="symlink to a pty; point the agent's port here")
+    parser.add_argument("--host", default="127.0.0.1", help="address for --tcp (default loopback)")
+    parser.add_argument("--png-dir", type=Path, help="also save each receipt as a PNG here")
+    parser.add_argument(
+        "--chinese-default", action="store_true",
+        help="power up in Chinese (GB18030) mode, as many CN printers do",
+    )  # fmt: skip
+    parser.set_defaults(func=run_printer)
+
+
+def run_printer(args: argparse.Namespace) -> int:
+    """Serve the printer until SIGTERM (exit 0) or Ctrl-C (130); receipts go to stdout."""
+    import asyncio
+
+    if args.tcp is not None and not 0 <= args.tcp <= 65535:
+        print("error: --tcp must be within 0..65535", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_serve_printer(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _serve_printer(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hardware.emulators.printer import PrinterEmulator
+    from hardware.emulators.receipt import Receipt, to_png, to_text
+
+    if args.png_dir is not None:
+        args.png_dir.mkdir(parents=True, exist_ok=True)
+    numbers = itertools.count(1)
+    started = time.strftime("%Y%m%d-%H%M%S")
+
+    def show(receipt: Receipt) -> None:
+        n = next(numbers)
+        print(f"--- receipt {n} ---\n{to_text(receipt)}", end="", flush=True)
+        if args.png_dir is not None:
+            to_png(receipt, args.png_dir / f"receipt-{started}-{n:04d}.png")
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        async with PrinterEmulator(chinese_default=args.chinese_default, on_receipt=show) as emu:
+            if args.tcp is not None:
+                port = await emu.start_tcp(args.host, args.tcp)
+                print(f"printer: listening on {args.host}:{port}", file=sys.stderr, flush=True)
+            else:
+                path = emu.start_pty(args.link)
+                print(f"printer: {args.link} -> {path}", file=sys.stderr, flush=True)
+            await stop.wait()
+    except OSError as exc:  # the port is taken, or the link's folder is missing
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

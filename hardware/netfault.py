@@ -79,7 +79,10 @@ class FaultProxy:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on loopback; returns the proxy's base URL."""
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        # Bodies are forwarded byte for byte: a gzipped batch must stay gzipped.
+        app = web.Application(
+            client_max_size=64 * 1024 * 1024, handler_args={"auto_decompress": False}
+        )
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()

@@ -8,6 +8,10 @@ from agent.devices.base import Driver, EventSink
 # "module:Class" so a driver's dependencies load only when a store declares that device.
 DRIVERS: dict[tuple[str, str], str] = {
     ("scanner", "serial"): "agent.devices.scanner.serial_driver:SerialScanner",
+    ("printer", "tcp"): "agent.devices.printer.driver:TcpPrinter",
+    ("printer", "serial"): "agent.devices.printer.driver:SerialPrinter",
+    ("mirror", "mdns"): "agent.devices.mirror.driver:MirrorDriver",
+    ("mirror", "http"): "agent.devices.mirror.driver:MirrorDriver",
 }
 
 

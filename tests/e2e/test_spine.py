@@ -40,6 +40,9 @@ kind = "scanner"
 transport = "serial"
 port = "{link}"
 idle_timeout_ms = 0
+# The test scans far faster than a person; the flood guard is tested on its own.
+flood_max_per_s = 100000
+flood_burst = 100000
 """
 
 
@@ -57,6 +60,7 @@ class _ProxyThread:
         asyncio.run_coroutine_threadsafe(self.proxy.stop(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        self.loop.close()
 
 
 def test_two_thousand_scans_arrive_exactly_once_through_every_fault(tmp_path: Path) -> None:

@@ -97,7 +97,12 @@ class SerialScanner:
             config.idle_timeout_ms / 1000,
             config.max_frame_bytes,
         )
-        self._guard = FloodGuard(FLOOD_RATE_PER_S, FLOOD_BURST, FLOOD_CALM_S)
+        self._flood_rate = config.flood_max_per_s or FLOOD_RATE_PER_S
+        self._guard = FloodGuard(
+            self._flood_rate,
+            config.flood_burst or FLOOD_BURST,
+            FLOOD_CALM_S,
+        )
         self._rng = random.Random()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -238,7 +243,7 @@ class SerialScanner:
             if not self._guard.admit(now):
                 self._counters["flood_dropped"] += 1
                 self._unpersisted_drops += 1
-                self._fire("flooding", f"over {FLOOD_RATE_PER_S:g} frames/s, dropping", loop)
+                self._fire("flooding", f"over {self._flood_rate:g} frames/s, dropping", loop)
                 self._persist_drops(loop, now)
                 continue
             payload = _decode(frame)

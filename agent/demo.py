@@ -1,0 +1,190 @@
+"""`storeedge demo`: the whole product on one machine, with a cloud outage every minute."""
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.config import AgentConfig, AgentSection, CloudSection, SerialScannerConfig
+from agent.credentials import enroll, save_credentials
+from agent.outbox import oldest_age_s
+from agent.runtime import AgentRuntime
+from cloud.config import CloudConfig, new_admin_token
+from cloud.service import RunningCloud, start_cloud
+from hardware.emulators.scanner import PtyScanner, realistic_scans
+
+STORE_ID = "store-demo-001"
+# A cloud outage every OUTAGE_EVERY_S, lasting OUTAGE_S: long enough to see the backlog grow
+# and drain, short enough to watch a few cycles.
+OUTAGE_EVERY_S = 60.0
+OUTAGE_S = 15.0
+SCANS_PER_S = 3.0
+STATUS_EVERY_S = 1.0
+
+
+@dataclass
+class DemoOptions:
+    """What `storeedge demo` was asked for."""
+
+    workdir: Path
+    port: int = 8080
+    duration_s: float | None = None
+    outage_every_s: float = OUTAGE_EVERY_S
+    outage_s: float = OUTAGE_S
+    scans_per_s: float = SCANS_PER_S
+
+
+class DemoCloud:
+    """The cloud service in-process, so the demo can take it down and bring it back."""
+
+    def __init__(self, db_url: str, admin_token: str, port: int) -> None:
+        self.config = CloudConfig(db_url=db_url, admin_token=admin_token, port=port)
+        self.url = f"http://127.0.0.1:{port}"
+        self._running: RunningCloud | None = None
+
+    @property
+    def up(self) -> bool:
+        """True while the cloud is serving."""
+        return self._running is not None
+
+    async def start(self) -> None:
+        """Serve on the same port and database as before."""
+        self._running = await start_cloud(self.config)
+
+    async def stop(self) -> None:
+        """Stop serving (the outage); storage is closed, data kept."""
+        if self._running is not None:
+            running, self._running = self._running, None
+            await running.stop()
+
+    async def enroll_code(self, store_id: str) -> str:
+        """A fresh single-use enrollment code for `store_id`."""
+        assert self._running is not None
+        return (await self._running.create_enroll_code(store_id)).code
+
+
+async def run_demo(options: DemoOptions) -> int:
+    """Run until SIGINT/SIGTERM or `duration_s`; returns the process exit code."""
+    workdir = options.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    state_dir = workdir / "agent-state"
+    # The status line is the demo's screen; the agent's and cloud's logs go to a file beside it.
+    logging.basicConfig(
+        filename=workdir / "demo.log",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    cloud = DemoCloud(f"sqlite:///{workdir / 'cloud.db'}", new_admin_token(), options.port)
+    await cloud.start()
+    code = await cloud.enroll_code(STORE_ID)
+    credentials = await enroll(cloud.url, code)
+    save_credentials(state_dir, credentials)
+    scanner = PtyScanner(workdir / "scanner")
+    config = AgentConfig(
+        agent=AgentSection(state_dir=state_dir, log_level="WARNING"),
+        cloud=CloudSection(url=cloud.url, heartbeat_interval_s=5, backoff_cap_s=5),
+        devices=[
+            SerialScannerConfig(
+                id="scanner-front", kind="scanner", transport="serial", port=str(scanner.link)
+            )
+        ],
+    )
+    _print_banner(cloud, credentials.agent_id, scanner.link, workdir, options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runtime = AgentRuntime(config, credentials)
+    agent = asyncio.create_task(runtime.run(stop))
+    await runtime.started.wait()
+    helpers = [
+        asyncio.create_task(_traffic(scanner, options.scans_per_s)),
+        asyncio.create_task(_outages(cloud, options)),
+        asyncio.create_task(_status_line(runtime, cloud)),
+    ]
+    if options.duration_s is not None:
+        loop.call_later(options.duration_s, stop.set)
+    await stop.wait()
+    for task in helpers:
+        task.cancel()
+    await asyncio.gather(*helpers, return_exceptions=True)
+    await agent
+    await cloud.stop()
+    scanner.close()
+    print("\ndemo stopped; state kept in", workdir)
+    return 0
+
+
+async def _traffic(scanner: PtyScanner, per_second: float) -> None:
+    """Realistic scans (EAN-13, GS1-128, QR, now and then garbage) at about `per_second`."""
+    scans = realistic_scans(random.Random())
+    while True:
+        await asyncio.sleep(random.expovariate(per_second))
+        with contextlib.suppress(Exception):  # a full pty while the agent restarts is fine
+            await asyncio.to_thread(scanner.scan, next(scans))
+
+
+async def _outages(cloud: DemoCloud, options: DemoOptions) -> None:
+    while True:
+        await asyncio.sleep(options.outage_every_s)
+        await cloud.stop()
+        _say(f"cloud DOWN for {options.outage_s:.0f}s (simulated outage); capture goes on")
+        await asyncio.sleep(options.outage_s)
+        await cloud.start()
+        _say("cloud UP again: the backlog drains")
+
+
+async def _status_line(runtime: AgentRuntime, cloud: DemoCloud) -> None:
+    while True:
+        await asyncio.sleep(STATUS_EVERY_S)
+        if runtime.outbox is None or runtime.drain is None:
+            continue
+        stats = await runtime.outbox.stats()
+        counters = runtime.drain.counters
+        age = oldest_age_s(stats)
+        devices = " ".join(f"{h.device_id}={h.state}" for h in runtime.device_health())
+        line = (
+            f"captured {stats.next_seq - 1:>6} | buffered {stats.backlog_events:>5}"
+            f"{f' (oldest {age:4.0f}s)' if age else ' ' * 14} | "
+            f"synced {counters.accepted + counters.duplicate:>6} | "
+            f"cloud {'UP  ' if cloud.up else 'DOWN'} | sync {runtime.drain.state.value:<11} | "
+            f"{devices}"
+        )
+        if sys.stdout.isatty():
+            print("\r" + line, end="", flush=True)
+        elif int(time.monotonic()) % 5 == 0:
+            print(line, flush=True)
+
+
+def _say(message: str) -> None:
+    prefix = "\n" if sys.stdout.isatty() else ""
+    print(f"{prefix}[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _print_banner(
+    cloud: DemoCloud, agent_id: str, link: Path, workdir: Path, options: DemoOptions
+) -> None:
+    token = cloud.config.admin_token
+    print(
+        f"""storeedge demo
+  cloud        {cloud.url}  (SQLite at {workdir / "cloud.db"})
+  admin token  {token}
+  store        {STORE_ID}, agent {agent_id}
+  scanner      emulated on a pty at {link}
+  logs         {workdir / "demo.log"}
+  outage       the cloud goes down every {options.outage_every_s:.0f}s for {options.outage_s:.0f}s
+
+Look at it:
+  curl -s -H 'Authorization: Bearer {token}' {cloud.url}/api/stores
+  curl -s -H 'Authorization: Bearer {token}' '{cloud.url}/api/events/count?store_id={STORE_ID}'
+  curl -s -H 'Authorization: Bearer {token}' '{cloud.url}/api/events?store_id={STORE_ID}&limit=5'
+Ctrl-C stops.
+""",
+        flush=True,
+    )

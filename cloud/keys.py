@@ -1,0 +1,15 @@
+"""Typed keys of the application state."""
+
+from aiohttp import web
+
+from cloud.auth import AgentAuthenticator
+from cloud.config import CloudConfig
+from cloud.counters import Counters
+from cloud.gate import Gate
+from cloud.storage.base import Storage
+
+CONFIG = web.AppKey("config", CloudConfig)
+COUNTERS = web.AppKey("counters", Counters)
+STORAGE = web.AppKey("storage", Storage)
+AGENT_AUTH = web.AppKey("agent_auth", AgentAuthenticator)
+INGEST_GATE = web.AppKey("ingest_gate", Gate)

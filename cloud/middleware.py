@@ -1,0 +1,48 @@
+"""Error translation at the HTTP boundary: every failure becomes `{"error": …}` and a count."""
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from cloud.errors import Overloaded, RequestError, StorageError
+from cloud.keys import COUNTERS
+from cloud.responses import error_response
+
+log = logging.getLogger(__name__)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render known errors as JSON with their status; anything else as an opaque 500."""
+    counters = request.app[COUNTERS]
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        counters.bad_requests[exc.key] += 1
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return error_response(exc.status, exc.reason, headers)
+    except web.HTTPException as exc:
+        # aiohttp's own: unknown route, wrong method, body over client_max_size…
+        if exc.status >= 400:
+            counters.bad_requests[f"http_{exc.status}"] += 1
+            return error_response(exc.status, exc.reason, _passthrough_headers(exc))
+        raise
+    except Overloaded as exc:
+        counters.errors["overloaded"] += 1
+        return error_response(503, str(exc), {"Retry-After": str(exc.retry_after)})
+    except StorageError as exc:
+        counters.errors["storage"] += 1
+        log.exception("storage failed on %s %s", request.method, request.path)
+        # DESIGN.md "Ingest API": 503 with Retry-After, so agents back off and resend.
+        return error_response(503, "storage unavailable", {"Retry-After": str(exc.retry_after)})
+    except Exception:
+        # Never leak internals: the traceback goes to the log, the client gets a fixed text.
+        counters.errors["internal"] += 1
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal server error")
+
+
+def _passthrough_headers(exc: web.HTTPException) -> dict[str, str]:
+    # Allow (405) must survive the rewrite; the text/plain Content-Type must not.
+    return {k: v for k, v in exc.headers.items() if k.lower() == "allow"}

@@ -1,0 +1,32 @@
+"""POST /v1/heartbeat: keep the agent's latest health report, answer with the cloud's clock."""
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from cloud.batch import MAX_INT64
+from cloud.errors import BadRequest
+from cloud.keys import AGENT_AUTH, STORAGE
+from cloud.responses import json_response
+from cloud.storage.base import HeartbeatRecord
+from cloud.views._body import read_model
+from protocol.wire import Heartbeat, HeartbeatResponse
+
+
+async def post_heartbeat(request: web.Request) -> web.Response:
+    """200 `HeartbeatResponse(server_time, agent_id)`; 400 for a malformed heartbeat."""
+    agent = await request.app[AGENT_AUTH].async_authenticate(request)
+    heartbeat = await read_model(request, Heartbeat)
+    if heartbeat.backlog_events > MAX_INT64:
+        # The wire model leaves it unbounded; the storage column is 64-bit signed.
+        raise BadRequest(f"backlog_events: must be at most {MAX_INT64}", key="invalid_body")
+    now = datetime.now(UTC)
+    record = HeartbeatRecord(
+        received_at=now,
+        backlog_events=heartbeat.backlog_events,
+        oldest_unsynced_age_s=heartbeat.oldest_unsynced_age_s,
+        body=heartbeat.model_dump(mode="json"),
+    )
+    await request.app[STORAGE].record_heartbeat(agent.agent_id, record)
+    answer = HeartbeatResponse(server_time=now, agent_id=agent.agent_id)
+    return json_response(answer.model_dump(mode="json"))
