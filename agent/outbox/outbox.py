@@ -82,10 +82,12 @@ class Outbox:
         """EventSink for drivers: `append`, ignoring the outcome (drops are counted)."""
         await self.append(device_id, payload, occurred_at)
 
-    async def read_batch(self, max_events: int, max_bytes: int) -> list[StoredEvent]:
-        """The oldest unsynced events, in seq order."""
+    async def read_batch(
+        self, max_events: int, max_bytes: int, after: int = 0
+    ) -> list[StoredEvent]:
+        """The oldest unsynced events with seq > `after`, in seq order."""
         batch: list[StoredEvent] = await self._call(
-            lambda store: store.read_batch(max_events, max_bytes)
+            lambda store: store.read_batch(max_events, max_bytes, after)
         )
         return batch
 

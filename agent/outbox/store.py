@@ -148,12 +148,12 @@ class OutboxStore:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def read_batch(self, max_events: int, max_bytes: int) -> list[StoredEvent]:
-        """Oldest rows first, at most `max_events` and about `max_bytes` (always ≥ 1 row)."""
+    def read_batch(self, max_events: int, max_bytes: int, after: int = 0) -> list[StoredEvent]:
+        """Oldest rows with seq > `after`, at most `max_events` and about `max_bytes` (≥ 1 row)."""
         batch: list[StoredEvent] = []
         total = 0
         cursor = self.conn.execute(
-            "SELECT seq, body FROM outbox ORDER BY seq LIMIT ?", (max_events,)
+            "SELECT seq, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, max_events)
         )
         for seq, body in cursor:
             if batch and total + len(body) > max_bytes:
@@ -218,13 +218,14 @@ class OutboxStore:
 
     def _delete_returning_bytes(self, seqs: Sequence[int]) -> int:
         freed = deleted = 0
-        for seq in seqs:
-            row = self.conn.execute(
-                "DELETE FROM outbox WHERE seq = ? RETURNING length(body)", (seq,)
-            ).fetchone()
-            if row:
-                deleted += 1
-                freed += row[0]
+        # Acks come in runs of consecutive seqs: one range DELETE per run, not one per row.
+        for first, last in _runs(sorted(seqs)):
+            sizes = self.conn.execute(
+                "DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING length(body)",
+                (first, last),
+            ).fetchall()
+            deleted += len(sizes)
+            freed += sum(size for (size,) in sizes)
         self.count -= deleted
         self.bytes -= freed
         if self.over_cap and self.bytes <= self.max_bytes:
@@ -247,3 +248,14 @@ class OutboxStore:
         self.count, self.bytes = self.conn.execute(
             "SELECT count(*), coalesce(sum(length(body)), 0) FROM outbox"
         ).fetchone()
+
+
+def _runs(ordered: Sequence[int]) -> list[tuple[int, int]]:
+    """Split sorted ints into (first, last) runs of consecutive values."""
+    runs: list[tuple[int, int]] = []
+    for value in ordered:
+        if runs and value == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], value)
+        else:
+            runs.append((value, value))
+    return runs

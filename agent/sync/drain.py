@@ -78,24 +78,45 @@ class DrainWorker:
 
     async def run(self) -> None:
         """Drain until cancelled."""
+        prepared: _Prepared | None = None
         try:
             while True:
-                batch = await self._outbox.read_batch(self._max_events, self._max_bytes)
-                if not batch:
-                    self.state = SyncState.IDLE
-                    await self._outbox.wait_for_events(IDLE_POLL_S)
-                    continue
-                await self._send(batch)
+                if prepared is None:
+                    prepared = await self._prepare(after=0)
+                    if prepared is None:
+                        self.state = SyncState.IDLE
+                        await self._outbox.wait_for_events(IDLE_POLL_S)
+                        continue
+                # Read and gzip the next batch while this one is on the wire. Still one
+                # request in flight at a time, so events reach the cloud oldest first.
+                ahead = asyncio.create_task(self._prepare(after=prepared.batch[-1].seq))
+                try:
+                    complete = await self._send(prepared.batch, prepared.gzipped)
+                except BaseException:
+                    ahead.cancel()
+                    raise
+                if complete:
+                    prepared = await ahead
+                else:
+                    ahead.cancel()
+                    prepared = None
         finally:
             self.state = SyncState.STOPPED
 
-    async def _send(self, batch: Sequence[StoredEvent]) -> None:
-        """Deliver `batch` (splitting it if the cloud refuses it whole) and apply the results."""
+    async def _prepare(self, after: int) -> "_Prepared | None":
+        batch = await self._outbox.read_batch(self._max_events, self._max_bytes, after)
+        if not batch:
+            return None
+        return _Prepared(batch, await asyncio.to_thread(_gzip_batch, batch))
+
+    async def _send(self, batch: Sequence[StoredEvent], gzipped: bytes | None = None) -> bool:
+        """Deliver `batch` (splitting it if refused whole); False if it must be read again."""
+        if gzipped is None:
+            gzipped = await asyncio.to_thread(_gzip_batch, batch)
         try:
-            response = await self._post_until_answered(batch)
+            response = await self._post_until_answered(gzipped)
         except BatchRejectedError as exc:
-            await self._on_batch_rejected(batch, exc)
-            return
+            return await self._on_batch_rejected(batch, exc)
         if len(response.results) != len(batch):
             # A cloud that breaks the one-result-per-event contract must not make us delete.
             self.counters.last_error = (
@@ -103,12 +124,11 @@ class DrainWorker:
             )
             log.error("%s; retrying the batch", self.counters.last_error)
             await asyncio.sleep(self._wait.cap)
-            return
+            return False
         await self._apply(batch, response)
+        return True
 
-    async def _post_until_answered(self, batch: Sequence[StoredEvent]) -> BatchResponse:
-        body = b'{"events":[' + b",".join(row.body for row in batch) + b"]}"
-        gzipped = await asyncio.to_thread(gzip.compress, body, GZIP_LEVEL)
+    async def _post_until_answered(self, gzipped: bytes) -> BatchResponse:
         retrying = AsyncRetrying(
             wait=self._wait,
             retry=retry_if_exception_type(RetryableError),
@@ -139,7 +159,7 @@ class DrainWorker:
 
     async def _on_batch_rejected(
         self, batch: Sequence[StoredEvent], exc: BatchRejectedError
-    ) -> None:
+    ) -> bool:
         self.counters.by_status[str(exc.status)] = (
             self.counters.by_status.get(str(exc.status), 0) + 1
         )
@@ -148,12 +168,11 @@ class DrainWorker:
             # good events still go and only the culprit ends in the dead-letter table.
             half = len(batch) // 2
             log.warning("cloud refused a batch of %d (%s); splitting", len(batch), exc)
-            await self._send(batch[:half])
-            await self._send(batch[half:])
-            return
+            return await self._send(batch[:half]) and await self._send(batch[half:])
         log.error("cloud refused event seq=%d: %s; moved to dead letters", batch[0].seq, exc)
         self.counters.rejected += 1
         await self._outbox.dead_letter([(batch[0].seq, f"HTTP {exc.status}: {exc.reason}")])
+        return True
 
     async def _apply(self, batch: Sequence[StoredEvent], response: BatchResponse) -> None:
         delivered: list[int] = []
@@ -176,3 +195,14 @@ class DrainWorker:
         self.counters.last_sync_at = time.time()
         self.counters.last_error = None
         self.progress.set()
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    batch: list[StoredEvent]
+    gzipped: bytes
+
+
+def _gzip_batch(batch: Sequence[StoredEvent]) -> bytes:
+    """The POST body: the stored envelopes, unchanged, as one JSON batch, gzipped."""
+    return gzip.compress(b'{"events":[' + b",".join(row.body for row in batch) + b"]}", GZIP_LEVEL)
