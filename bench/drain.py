@@ -25,9 +25,8 @@ from aiohttp import web
 from agent.credentials import enroll
 from agent.outbox import Identity, Outbox
 from agent.outbox.store import connect
-from agent.sync.client import IngestClient
-from agent.sync.drain import GZIP_LEVEL, DrainWorker
-from bench.common import report, rss_mb
+from agent.sync.drain import GZIP_LEVEL
+from bench.common import report
 from bench.outbox import PAYLOAD
 
 ADMIN = "bench-admin"
@@ -114,24 +113,6 @@ def serve_raw(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-async def _drain(path: Path, credentials: Any) -> tuple[float, float]:
-    outbox = await Outbox.open(path, Identity(credentials.agent_id, credentials.store_id))
-    client = IngestClient(credentials)
-    worker = DrainWorker(outbox, client, max_events=BATCH, max_bytes=4 * 1024 * 1024)
-    backlog = (await outbox.stats()).backlog_events
-    started = time.perf_counter()
-    task = asyncio.create_task(worker.run())
-    while (await outbox.stats()).backlog_events:
-        await asyncio.sleep(0.05)
-    elapsed = time.perf_counter() - started
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await client.close()
-    await outbox.close()
-    assert worker.counters.rejected == 0
-    return backlog / elapsed, rss_mb()
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the drain benchmark and write bench/results/drain.json."""
     parser = argparse.ArgumentParser(prog="bench.drain")
@@ -141,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.serve_raw:
         serve_raw(args.serve_raw)
         return {}
+
     with tempfile.TemporaryDirectory(prefix="bench-drain-") as tmp:
         tmpdir = Path(tmp)
         port, raw_port = _free_port(), _free_port()
@@ -177,7 +159,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for suffix in ("-wal", "-shm"):
                 if Path(f"{outbox}{suffix}").exists():
                     shutil.copy(f"{outbox}{suffix}", f"{copy}{suffix}")
-            rate, rss = asyncio.run(_drain(outbox, credentials))
+            # The drain runs in a child that imports only the agent, as `storeedge agent run`
+            # would: its peak RSS is the agent's, not this harness's (rich, subprocess, …).
+            child = subprocess.run(
+                [sys.executable, "-m", "bench.drain_child", str(outbox), credentials.cloud_url,
+                 credentials.agent_id, credentials.store_id, credentials.token, str(BATCH)],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            measured = orjson.loads(child.stdout)
+            rate, rss = measured["events_per_s"], measured["peak_rss_mb"]
             raw_rate = asyncio.run(
                 _raw_post(f"http://127.0.0.1:{raw_port}/v1/events", _raw_batches(copy))
             )
