@@ -134,6 +134,9 @@ def run_mirror(args: argparse.Namespace) -> int:
     if args.pace < 0 or not 0 <= args.port <= 65535:
         print("error: --pace must be >= 0 and --port within 0..65535", file=sys.stderr)
         return 2
+    if not re.fullmatch(r"[A-Za-z0-9_.:\-]{1,64}", args.id):  # protocol.base.Id
+        print("error: --id: letters, digits and _ . : - only, at most 64", file=sys.stderr)
+        return 2
     try:
         return asyncio.run(_serve_mirror(args))
     except KeyboardInterrupt:
