@@ -2,6 +2,7 @@
 
 import re
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -181,12 +182,41 @@ def parse_config(text: str, source: str = "agent.toml") -> AgentConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    _apply_profiles(data, text, source)
     try:
         config = AgentConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, text, source)) from exc
     config.device_ids_unique()
     return config
+
+
+def known_profiles() -> list[str]:
+    """Names of the device profiles shipped in hardware/profiles/."""
+    folder = resources.files("hardware") / "profiles"
+    return sorted(
+        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
+    )
+
+
+def _apply_profiles(data: dict[str, Any], text: str, source: str) -> None:
+    """Replace each device's `profile = NAME` by the profile's keys, the entry's own winning."""
+    devices = data.get("devices")
+    if not isinstance(devices, list):
+        return
+    for index, device in enumerate(devices):
+        if not isinstance(device, dict) or "profile" not in device:
+            continue
+        name = device.pop("profile")
+        if not isinstance(name, str) or name not in known_profiles():
+            line = _find_line(text, ["devices", index, "profile"])
+            where = f"{source}:{line}" if line else source
+            raise ConfigError(
+                f"{where}: devices[{index}].profile: unknown profile {name!r}; "
+                f"known: {', '.join(known_profiles())}"
+            )
+        profile = (resources.files("hardware") / "profiles" / f"{name}.toml").read_text()
+        devices[index] = {**tomllib.loads(profile), **device}
 
 
 def _describe(exc: ValidationError, text: str, source: str) -> str:
