@@ -10,12 +10,24 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.config import AgentConfig, AgentSection, CloudSection, SerialScannerConfig
+from zeroconf.asyncio import AsyncZeroconf
+
+from agent.config import (
+    AgentConfig,
+    AgentSection,
+    CloudSection,
+    MirrorConfig,
+    SerialScannerConfig,
+    TcpPrinterConfig,
+)
 from agent.credentials import enroll, save_credentials
+from agent.devices.printer.driver import EscPosPrinter
 from agent.outbox import oldest_age_s
 from agent.runtime import AgentRuntime
 from cloud.config import CloudConfig, new_admin_token
 from cloud.service import RunningCloud, start_cloud
+from hardware.emulators.mirror import MirrorEmulator, shopper_traffic
+from hardware.emulators.printer import PrinterEmulator
 from hardware.emulators.scanner import PtyScanner, realistic_scans
 
 STORE_ID = "store-demo-001"
@@ -25,6 +37,8 @@ OUTAGE_EVERY_S = 60.0
 OUTAGE_S = 15.0
 SCANS_PER_S = 3.0
 STATUS_EVERY_S = 1.0
+RECEIPT_EVERY_S = 20.0
+MIRROR_ID = "emu-mirror-1"
 
 
 @dataclass
@@ -86,15 +100,29 @@ async def run_demo(options: DemoOptions) -> int:
     credentials = await enroll(cloud.url, code)
     save_credentials(state_dir, credentials)
     scanner = PtyScanner(workdir / "scanner")
+    printer = PrinterEmulator()
+    printer_port = await printer.start_tcp()
+    # mDNS stays on loopback: the demo must not announce anything on the store's real LAN.
+    zeroconf = AsyncZeroconf(interfaces=["127.0.0.1"])
+    mirror = MirrorEmulator(MIRROR_ID, zeroconf=zeroconf)
+    await mirror.start()
     config = AgentConfig(
         agent=AgentSection(state_dir=state_dir, log_level="WARNING"),
         cloud=CloudSection(url=cloud.url, heartbeat_interval_s=5, backoff_cap_s=5),
         devices=[
             SerialScannerConfig(
                 id="scanner-front", kind="scanner", transport="serial", port=str(scanner.link)
-            )
+            ),
+            TcpPrinterConfig(
+                id="printer-till", kind="printer", transport="tcp", host="127.0.0.1",
+                port=printer_port,
+            ),
+            MirrorConfig(
+                id="mirror-fitting-1", kind="mirror", transport="mdns", mirror_id=MIRROR_ID,
+                mdns_interfaces=["127.0.0.1"],
+            ),
         ],
-    )
+    )  # fmt: skip
     _print_banner(cloud, credentials.agent_id, scanner.link, workdir, options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -105,6 +133,8 @@ async def run_demo(options: DemoOptions) -> int:
     await runtime.started.wait()
     helpers = [
         asyncio.create_task(_traffic(scanner, options.scans_per_s)),
+        asyncio.create_task(shopper_traffic(mirror, random.Random(), pace_s=3.0)),
+        asyncio.create_task(_receipts(runtime)),
         asyncio.create_task(_outages(cloud, options)),
         asyncio.create_task(_status_line(runtime, cloud)),
     ]
@@ -117,6 +147,10 @@ async def run_demo(options: DemoOptions) -> int:
     await agent
     await cloud.stop()
     scanner.close()
+    await mirror.close()
+    await zeroconf.async_close()
+    await printer.close()
+    print(f"\nthe emulated printer printed {len(printer.receipts)} receipts")
     print("\ndemo stopped; state kept in", workdir)
     return 0
 
@@ -128,6 +162,23 @@ async def _traffic(scanner: PtyScanner, per_second: float) -> None:
         await asyncio.sleep(random.expovariate(per_second))
         with contextlib.suppress(Exception):  # a full pty while the agent restarts is fine
             await asyncio.to_thread(scanner.scan, next(scans))
+
+
+async def _receipts(runtime: AgentRuntime) -> None:
+    """A sale every RECEIPT_EVERY_S: a receipt through the durable print queue."""
+    number = 0
+    while True:
+        await asyncio.sleep(RECEIPT_EVERY_S)
+        for driver in runtime.drivers:
+            if isinstance(driver, EscPosPrinter):
+                number += 1
+                fields = {
+                    "store_name": "StoreEdge Demo",
+                    "receipt_no": f"D{int(time.time())}-{number}",
+                    "printed_at": time.strftime("%Y-%m-%d %H:%M"),
+                    "items": [{"name": "Linen shirt", "qty": 1, "unit_price_cents": 29900}],
+                }
+                await driver.submit_template(f"demo-receipt-{number}", "receipt", fields)
 
 
 async def _outages(cloud: DemoCloud, options: DemoOptions) -> None:
@@ -176,7 +227,7 @@ def _print_banner(
   cloud        {cloud.url}  (SQLite at {workdir / "cloud.db"})
   admin token  {token}
   store        {STORE_ID}, agent {agent_id}
-  scanner      emulated on a pty at {link}
+  devices      scanner on a pty at {link}; ESC/POS printer on TCP; mirror found over mDNS
   logs         {workdir / "demo.log"}
   outage       the cloud goes down every {options.outage_every_s:.0f}s for {options.outage_s:.0f}s
 
