@@ -112,8 +112,11 @@ class Outbox:
 
     async def wait_for_events(self, timeout: float) -> None:
         """Return when something was committed since the last call, or after `timeout`."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that lands as the wait completes, leaving the drain worker running after cancel().
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._new_events.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._new_events.wait()
         self._new_events.clear()
 
     async def close(self) -> None:
