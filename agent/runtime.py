@@ -5,10 +5,11 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 from agent.config import AgentConfig
 from agent.devices.base import Driver
-from agent.devices.registry import build_driver
+from agent.devices.registry import DeviceContext, build_driver
 from agent.outbox import Identity, Outbox
 from agent.supervise import supervise
 from agent.sync.client import Credentials, IngestClient
@@ -61,7 +62,9 @@ class AgentRuntime:
         self.heartbeat = HeartbeatLoop(
             outbox, client, self.drain, self.device_health, cloud.heartbeat_interval_s
         )
-        self.drivers = [build_driver(device, outbox) for device in self.config.devices]
+        zeroconf = _zeroconf_for(self.config)
+        context = DeviceContext(state_dir=state_dir, zeroconf=zeroconf)
+        self.drivers = [build_driver(device, outbox, context) for device in self.config.devices]
         tasks = [
             asyncio.create_task(supervise("drain", self.drain.run), name="drain"),
             asyncio.create_task(supervise("heartbeat", self.heartbeat.run), name="heartbeat"),
@@ -85,6 +88,8 @@ class AgentRuntime:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await client.close()
+            if zeroconf is not None:
+                await zeroconf.async_close()
             await outbox.close()
             log.info("stopped")
 
@@ -97,6 +102,23 @@ async def run_until_signalled(config: AgentConfig, credentials: Credentials) -> 
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     await AgentRuntime(config, credentials).run(stop)
+
+
+def _zeroconf_for(config: AgentConfig) -> Any:
+    """One AsyncZeroconf for every mDNS device, on the union of their interfaces (or all)."""
+    mdns = [d for d in config.devices if getattr(d, "transport", None) == "mdns"]
+    if not mdns:
+        return None
+    from zeroconf import InterfaceChoice, IPVersion
+    from zeroconf.asyncio import AsyncZeroconf
+
+    chosen: set[str] = set()
+    for device in mdns:
+        interfaces = getattr(device, "mdns_interfaces", None)
+        if interfaces is None:
+            return AsyncZeroconf(interfaces=InterfaceChoice.All, ip_version=IPVersion.V4Only)
+        chosen.update(interfaces)
+    return AsyncZeroconf(interfaces=sorted(chosen), ip_version=IPVersion.V4Only)
 
 
 def outbox_path(state_dir: Path) -> Path:

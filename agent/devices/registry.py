@@ -1,9 +1,24 @@
 """Maps a device's (kind, transport) to its driver class: a table, not an if-chain."""
 
 import importlib
+import inspect
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from agent.devices.base import Driver, EventSink
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceContext:
+    """What the agent offers drivers beyond their config; each takes what it names.
+
+    A driver asks for an item by having a keyword-only parameter of the same name.
+    """
+
+    state_dir: Path | None = None
+    zeroconf: Any = None  # one AsyncZeroconf per agent, shared by every mDNS driver
+
 
 # "module:Class" so a driver's dependencies load only when a store declares that device.
 DRIVERS: dict[tuple[str, str], str] = {
@@ -15,10 +30,16 @@ DRIVERS: dict[tuple[str, str], str] = {
 }
 
 
-def build_driver(config: Any, sink: EventSink) -> Driver:
-    """Instantiate the driver for one `[[devices]]` entry."""
+def build_driver(config: Any, sink: EventSink, context: DeviceContext | None = None) -> Driver:
+    """Instantiate the driver for one `[[devices]]` entry, with the context it asks for."""
     target = DRIVERS[(config.kind, config.transport)]
     module_name, class_name = target.split(":")
     driver_class = getattr(importlib.import_module(module_name), class_name)
-    driver: Driver = driver_class(config, sink)
+    wanted = inspect.signature(driver_class).parameters
+    extras = {
+        item.name: getattr(context, item.name)
+        for item in fields(DeviceContext)
+        if context is not None and item.name in wanted and getattr(context, item.name) is not None
+    }
+    driver: Driver = driver_class(config, sink, **extras)
     return driver
