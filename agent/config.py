@@ -70,6 +70,62 @@ class SerialScannerConfig(_Section):
     flood_burst: int | None = Field(default=None, ge=1)
 
 
+class TcpScannerConfig(_Section):
+    """A scanner behind a LAN socket: a serial device server or a fixed-mount reader (§1.4)."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
+    kind: Literal["scanner"]
+    transport: Literal["tcp"]
+    host: Annotated[str, Field(min_length=1, max_length=253)]
+    port: int = Field(default=4001, ge=1, le=65535)  # Moxa NPort "TCP Server" default (§1.4)
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # TCP keepalive notices a device server that vanished without a FIN (§1.4).
+    keepalive: bool = True
+    keepalive_idle_s: int = Field(default=30, ge=1, le=7200)
+    keepalive_interval_s: int = Field(default=10, ge=1, le=600)
+    keepalive_count: int = Field(default=3, ge=1, le=20)
+    # Reconnect when nothing arrived for this long; only for servers that send heartbeats.
+    read_idle_timeout_s: float | None = Field(default=None, gt=0)
+    terminators: list[Annotated[str, Field(min_length=1, max_length=4)]] = ["\r\n", "\r", "\n"]
+    idle_timeout_ms: int = Field(default=150, ge=0)
+    max_frame_bytes: int = Field(default=4096, ge=16, le=12 * 1024)
+    flood_max_per_s: float | None = Field(default=None, gt=0)
+    flood_burst: int | None = Field(default=None, ge=1)
+
+
+class HidScannerConfig(_Section):
+    """A USB keyboard-wedge scanner read from its evdev node (devices.md §1.5)."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
+    kind: Literal["scanner"]
+    transport: Literal["hid"]
+    path: Annotated[str, Field(min_length=1)]  # /dev/input/by-id/usb-…-event-kbd
+    layout: Literal["us", "de", "fr", "uk"] = "us"  # must match the scanner's keyboard country
+    # GS (FNC1) cannot be typed: the scanner sends this character or key (F1..F12) instead.
+    gs_substitute: Annotated[str, Field(pattern=r"^(?:\S|F[1-9]|F1[0-2])$")] | None = None
+    inter_key_timeout_ms: int = Field(default=100, ge=0)  # 0: scans end only at Enter/Tab
+    grab: bool = True  # EVIOCGRAB: keystrokes reach no other application
+    max_frame_bytes: int = Field(default=4096, ge=16, le=12 * 1024)
+    flood_max_per_s: float | None = Field(default=None, gt=0)
+    flood_burst: int | None = Field(default=None, ge=1)
+
+
+class ScanSection(_Section):
+    """[scan]: how scans are classified (coupon prefixes, staff badge pattern)."""
+
+    # Anchored regex matched against the whole scan text.
+    staff_badge_pattern: str = r"^STAFF-[0-9]{4,10}$"
+    coupon_prefixes: list[Annotated[str, Field(min_length=1, max_length=64)]] = ["SE1."]
+
+    @model_validator(mode="after")
+    def _pattern_compiles(self) -> "ScanSection":
+        try:
+            re.compile(self.staff_badge_pattern)
+        except re.error as exc:
+            raise ValueError(f"staff_badge_pattern is not a valid regex: {exc}") from exc
+        return self
+
+
 class _PrinterSection(_Section):
     """What every ESC/POS receipt printer has, whatever the cable."""
 
@@ -139,6 +195,8 @@ def _device_tag(value: Any) -> str | None:
 
 DeviceConfig = Annotated[
     Annotated[SerialScannerConfig, Tag("scanner/serial")]
+    | Annotated[TcpScannerConfig, Tag("scanner/tcp")]
+    | Annotated[HidScannerConfig, Tag("scanner/hid")]
     | Annotated[TcpPrinterConfig, Tag("printer/tcp")]
     | Annotated[SerialPrinterConfig, Tag("printer/serial")]
     | Annotated[MirrorConfig, Tag("mirror/mdns")]
@@ -156,6 +214,7 @@ class AgentConfig(_Section):
 
     agent: AgentSection = AgentSection()
     cloud: CloudSection
+    scan: ScanSection = ScanSection()
     devices: list[DeviceConfig] = []
 
     def device_ids_unique(self) -> None:

@@ -63,7 +63,7 @@ class AgentRuntime:
             outbox, client, self.drain, self.device_health, cloud.heartbeat_interval_s
         )
         zeroconf = _zeroconf_for(self.config)
-        context = DeviceContext(state_dir=state_dir, zeroconf=zeroconf)
+        context = DeviceContext(state_dir=state_dir, zeroconf=zeroconf, scan=self.config.scan)
         self.drivers = [build_driver(device, outbox, context) for device in self.config.devices]
         tasks = [
             asyncio.create_task(supervise("drain", self.drain.run), name="drain"),

@@ -1,6 +1,7 @@
 """`storeedge hw …`: the device emulators, runnable on their own (printer and mirror come later)."""
 
 import argparse
+import contextlib
 import itertools
 import random
 import re
@@ -40,6 +41,8 @@ def register(subparsers: Any) -> None:
     _register_scanner(devices)
     _register_mirror(devices)
     _register_printer(devices)
+    _register_lan_scanner(devices)
+    _register_hid_scanner(devices)
 
 
 def _register_scanner(devices: Any) -> None:
@@ -245,6 +248,155 @@ async def _serve_printer(args: argparse.Namespace) -> int:
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
     return 0
+
+
+def _add_scan_source(parser: Any) -> None:
+    """The options every scanner emulator shares: what to send and how fast."""
+    parser.add_argument(
+        "--generate", type=int, metavar="N", help="send N generated scans (0: until stopped)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=2.0, metavar="PER_S", help="scans per second (default 2)"
+    )
+    parser.add_argument("--aim", action="store_true", help="prefix generated scans with AIM ids")
+    parser.add_argument(
+        "--escapes", action="store_true", help=r"read \xNN in stdin lines as a byte (\x1d = GS)"
+    )
+    parser.add_argument("--seed", type=int, help="seed for reproducible generated scans")
+
+
+def _scan_source(args: argparse.Namespace) -> Iterable[bytes]:
+    if args.generate is None:
+        return _stdin_scans(args.escapes)
+    scans = realistic_scans(random.Random(args.seed), aim=args.aim)
+    return itertools.islice(scans, args.generate or None)
+
+
+def _register_lan_scanner(devices: Any) -> None:
+    parser = devices.add_parser(
+        "lan-scanner",
+        help="a scanner behind a serial device server, on TCP",
+        description="Emulate a serial-to-Ethernet box in TCP server mode (docs/SCANNERS.md): "
+        "pushes one scan per stdin line, or generated scans, to every connected client.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=4001, help="TCP port (default 4001, Moxa's)")
+    parser.add_argument("--per-byte", action="store_true", help="one TCP segment per byte")
+    parser.add_argument(
+        "--idle-close", type=float, metavar="S", help="close links idle for S seconds"
+    )
+    _add_scan_source(parser)
+    parser.set_defaults(func=run_lan_scanner)
+
+
+def run_lan_scanner(args: argparse.Namespace) -> int:
+    """Serve scans until input ends, N were sent, or SIGTERM/Ctrl-C; exit code."""
+    import asyncio
+
+    if args.rate <= 0 or not 0 <= args.port <= 65535:
+        print("error: --rate must be positive and --port within 0..65535", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_serve_lan_scanner(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _serve_lan_scanner(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hardware.emulators.lan_scanner import LanScannerServer
+
+    loop = asyncio.get_running_loop()
+    scans: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
+
+    def produce() -> None:  # a daemon thread: a blocked stdin read must not hold up exit
+        with contextlib.suppress(RuntimeError):  # the loop is gone: we are exiting
+            for data in _lazy(args):
+                asyncio.run_coroutine_threadsafe(scans.put(data), loop).result()
+
+    async def send(server: LanScannerServer) -> None:
+        while (data := await scans.get()) is not None:
+            await server.wait_for_clients(timeout_s=None)  # a box with no client drops data
+            await server.scan(data, per_byte=args.per_byte)
+            print(str(data)[2:-1], flush=True)
+            await asyncio.sleep(1.0 / args.rate)
+
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        async with LanScannerServer(args.host, args.port, idle_close_s=args.idle_close) as server:
+            print(f"lan-scanner: listening on {args.host}:{server.port}", file=sys.stderr)
+            threading.Thread(target=produce, daemon=True).start()
+            sender = asyncio.create_task(send(server))
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({sender, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (sender, stopper):
+                task.cancel()
+            await asyncio.gather(sender, stopper, return_exceptions=True)
+    except OSError as exc:  # the port is taken, or the address is not this host's
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+    return 0
+
+
+def _lazy(args: argparse.Namespace) -> Iterator[bytes | None]:
+    """The scans, then None to say there are no more."""
+    yield from _scan_source(args)
+    yield None
+
+
+def _register_hid_scanner(devices: Any) -> None:
+    parser = devices.add_parser(
+        "hid-scanner",
+        help="a USB keyboard-wedge scanner, as input_event records into a FIFO",
+        description="Emulate a keyboard-wedge scanner (docs/SCANNERS.md): types one scan per "
+        "stdin line, or generated scans, as evdev records into a FIFO at --path.",
+    )
+    parser.add_argument("--path", type=Path, required=True, help="FIFO to create; the agent's path")
+    parser.add_argument("--layout", choices=["us", "uk", "de", "fr"], default="us")
+    parser.add_argument("--gs", default="ctrl", help="how FNC1 is typed: ctrl, F1..F12 or a char")
+    parser.add_argument(
+        "--terminator", choices=["enter", "kpenter", "tab", "none"], default="enter"
+    )
+    _add_scan_source(parser)
+    parser.set_defaults(func=run_hid_scanner)
+
+
+def run_hid_scanner(args: argparse.Namespace) -> int:
+    """Type scans until input ends, N were typed, or SIGTERM/Ctrl-C; exit code."""
+    from hardware.emulators.hid_scanner import HidEmulatorError, HidScannerEmulator
+
+    if args.rate <= 0:
+        print("error: --rate must be positive", file=sys.stderr)
+        return 2
+    terminator = None if args.terminator == "none" else args.terminator
+    restore = _handle_sigterm()
+    try:
+        with HidScannerEmulator(args.path, args.layout, gs=args.gs) as scanner:
+            print(f"hid-scanner: {args.path} ({args.layout})", file=sys.stderr, flush=True)
+            for data in _scan_source(args):
+                try:
+                    scanner.scan(data.decode("utf-8"), terminator)
+                except (UnicodeDecodeError, HidEmulatorError) as exc:
+                    print(f"skipped {data!r}: {exc}", file=sys.stderr)
+                    continue
+                print(str(data)[2:-1], flush=True)
+                time.sleep(1.0 / args.rate)
+            if not scanner.drain():
+                print("warning: nobody read the last scans", file=sys.stderr)
+        return 0
+    except _Terminated:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, HidEmulatorError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        restore()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from agent.config import ScanSection
 from agent.devices.base import Driver, EventSink
 
 
@@ -18,11 +19,14 @@ class DeviceContext:
 
     state_dir: Path | None = None
     zeroconf: Any = None  # one AsyncZeroconf per agent, shared by every mDNS driver
+    scan: ScanSection | None = None  # [scan]: every scanner driver routes scans the same way
 
 
 # "module:Class" so a driver's dependencies load only when a store declares that device.
 DRIVERS: dict[tuple[str, str], str] = {
     ("scanner", "serial"): "agent.devices.scanner.serial_driver:SerialScanner",
+    ("scanner", "tcp"): "agent.devices.scanner.tcp_driver:TcpScanner",
+    ("scanner", "hid"): "agent.devices.scanner.hid_driver:HidScanner",
     ("printer", "tcp"): "agent.devices.printer.driver:TcpPrinter",
     ("printer", "serial"): "agent.devices.printer.driver:SerialPrinter",
     ("mirror", "mdns"): "agent.devices.mirror.driver:MirrorDriver",

@@ -86,4 +86,6 @@ def test_every_shipped_profile_is_a_valid_device_entry() -> None:
     assert "honeywell-1900" in known_profiles()
     for name in known_profiles():
         entry = f'id = "d"\nprofile = "{name}"\nport = "/dev/x"\n'
+        if "hid" in name:
+            entry = f'id = "d"\nprofile = "{name}"\npath = "/dev/input/event0"\n'
         parse_config(GOOD.split("[[devices]]")[0] + "[[devices]]\n" + entry)

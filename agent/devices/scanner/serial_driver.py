@@ -15,7 +15,7 @@ from typing import Any
 
 import serial
 
-from agent.config import SerialScannerConfig
+from agent.config import ScanSection, SerialScannerConfig
 from agent.devices.base import EventSink, Payload
 from agent.devices.scanner.decode import MAX_RAW_BYTES, decode_frame
 from agent.devices.scanner.flood import FloodGuard
@@ -88,10 +88,13 @@ class SerialScanner:
 
     kind = "scanner"
 
-    def __init__(self, config: SerialScannerConfig, sink: EventSink) -> None:
+    def __init__(
+        self, config: SerialScannerConfig, sink: EventSink, *, scan: ScanSection | None = None
+    ) -> None:
         self.device_id = config.id
         self._config = config
         self._sink = sink
+        self._scan = scan or ScanSection()  # [scan]: routes scans the same for every driver
         self._framer = ScanFramer(
             [t.encode("utf-8") for t in config.terminators],
             config.idle_timeout_ms / 1000,
@@ -246,7 +249,7 @@ class SerialScanner:
                 self._fire("flooding", f"over {self._flood_rate:g} frames/s, dropping", loop)
                 self._persist_drops(loop, now)
                 continue
-            payload = _decode(frame)
+            payload = _decode(frame, self._scan)
             if payload.decode_error:
                 self._counters["decode_errors"] += 1
             if payload.classification == "unrecognised":
@@ -307,9 +310,9 @@ class SerialScanner:
                 raise _Stopped from exc
 
 
-def _decode(frame: Frame) -> ScanPayload:
+def _decode(frame: Frame, scan: ScanSection) -> ScanPayload:
     try:
-        return decode_frame(frame)
+        return decode_frame(frame, scan)
     except Exception as exc:  # a decoder bug must not lose the raw bytes
         log.exception("decoder failed")
         raw = base64.b64encode(frame.raw[:MAX_RAW_BYTES]).decode("ascii")

@@ -1,4 +1,4 @@
-"""decode_frame: exact raw bytes, AIM split, check digits, GS1 fields, and precise reasons."""
+"""decode_frame: exact raw bytes, AIM split, UTF-8 and control bytes, then routing's reasons."""
 
 import base64
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.devices.scanner import gs1
-from agent.devices.scanner.decode import MAX_RAW_BYTES, decode_frame, upce_to_upca
+from agent.config import ScanSection
+from agent.devices.scanner.decode import MAX_RAW_BYTES, decode_frame
 from agent.devices.scanner.framer import Frame
 from protocol.constants import MAX_RAW_B64_LEN, MAX_TEXT_LEN
 from protocol.events import ScanPayload
@@ -57,20 +57,6 @@ def test_bad_gtins_say_why(raw: bytes, reason: str) -> None:
     assert payload.reason == reason
 
 
-@pytest.mark.parametrize(
-    ("upce", "upca"),
-    [
-        ("01234505", "012000003455"),  # last digit 0-2
-        ("04252614", "042100005264"),
-        ("01234531", "012300000451"),  # 3
-        ("01234542", "012340000052"),  # 4
-        ("01234565", "012345000065"),  # 5-9
-    ],
-)
-def test_upce_expansion(upce: str, upca: str) -> None:
-    assert upce_to_upca(upce) == upca
-
-
 def test_gs1_128_element_strings_are_parsed() -> None:
     payload = decode(b"]C101095011015300031725010110ABC123\x1d21XYZ")
     assert payload.classification == "product"
@@ -111,14 +97,27 @@ def test_gs1_digital_link_in_a_gs1_qr_code() -> None:
     ("raw", "reason"),
     [
         (b"]C10412345", "GS1: unknown AI at position 0: '0412'"),
-        (b"]C10109501101530004", "GS1: bad check digit in AI (01)"),
-        (b"]C1010950110153", "GS1: AI (01) needs 14 characters"),
-        (b"]C110" + b"X" * 21, "GS1: AI (10) needs 1 to 20 characters, got 21"),
-        (b"]C10109501101530003\x1d\x1d10", "GS1: AI (10) needs 1 to 20 characters, got 0"),
-        (b"]C11725133110AB", "GS1: AI (17) is not a YYMMDD date"),
-        (b"]C13712AB", "GS1: AI (37) must be numeric"),
+        (
+            b"]C10109501101530004",
+            "GS1: AI (01): Invalid GTIN check digit for '09501101530004': Expected 3, got 4.",
+        ),
+        (b"]C1010950110153", "GS1: AI (01) '0950110153' does not fit N2+N14"),
+        (
+            b"]C110" + b"X" * 21,
+            "GS1: unknown AI at position 22: 'X' after variable-length AI (10): GS missing?",
+        ),
+        (b"]C10109501101530003\x1d\x1d10", "GS1: AI (10) '' does not fit N2+X..20"),
+        (b"]C11725133110AB", "GS1: AI (17) '25133110AB' does not fit N2+N6"),
+        (
+            b"]C13712AB",
+            "GS1: unknown AI at position 4: 'AB' after variable-length AI (37): GS missing?",
+        ),
         (b"]C10109501101530003" + b"0109501101530003", "GS1: AI (01) appears twice"),
-        (b"]Q3https://example.com/coupon/1", "GS1: not a Digital Link URI"),
+        (
+            b"]Q3https://example.com/coupon/1",
+            "URL is not a GS1 Digital Link: Expected a primary identifier in the path, "
+            "got '/coupon/1'.",
+        ),
     ],
 )
 def test_gs1_errors_are_precise(raw: bytes, reason: str) -> None:
@@ -128,12 +127,23 @@ def test_gs1_errors_are_precise(raw: bytes, reason: str) -> None:
     assert payload.gs1 is None
 
 
-def test_a_coupon_qr_url_is_kept_as_text_for_the_router() -> None:
+def test_a_qr_url_that_is_neither_coupon_nor_digital_link_says_so() -> None:
     payload = decode(b"]Q1https://shop.example.com/c/ABCD2345")
     assert payload.classification == "unrecognised"
-    assert payload.reason == "unknown format: ]Q1, 35 chars"
+    assert payload.reason == (
+        "URL is not a GS1 Digital Link: Expected a primary identifier in the path, "
+        "got '/c/ABCD2345'."
+    )
     assert payload.symbology == "QR Code"
     assert payload.text == "https://shop.example.com/c/ABCD2345"
+
+
+def test_the_scan_section_routes_coupons_and_staff_badges() -> None:
+    config = ScanSection(coupon_prefixes=["https://shop.example.com/c/"])
+    assert decode_frame(Frame(b"]Q1https://shop.example.com/c/X"), config).classification == (
+        "coupon"
+    )
+    assert decode_frame(Frame(b"]C0STAFF-004711")).classification == "staff_badge"
 
 
 def test_invalid_utf8_names_the_byte_offset_in_the_raw_frame() -> None:
@@ -185,11 +195,6 @@ def test_a_frame_bigger_than_the_wire_allows_is_truncated_and_says_so() -> None:
     assert len(payload.raw_b64) <= MAX_RAW_B64_LEN
     assert len(payload.text) == MAX_TEXT_LEN
     assert payload.decode_error == f"raw truncated from 20000 to {MAX_RAW_BYTES} bytes for the wire"
-
-
-def test_gs1_ai_table_is_prefix_free() -> None:
-    keys = list(gs1.AIS)
-    assert [(a, b) for a in keys for b in keys if a != b and b.startswith(a)] == []
 
 
 @given(st.binary(max_size=300), st.booleans())
