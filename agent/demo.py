@@ -7,7 +7,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from zeroconf.asyncio import AsyncZeroconf
@@ -67,8 +67,11 @@ class DemoCloud:
         return self._running is not None
 
     async def start(self) -> None:
-        """Serve on the same port and database as before."""
+        """Serve on the same port and database as before (port 0: a free one, then kept)."""
         self._running = await start_cloud(self.config)
+        if self.config.port == 0:
+            self.config = replace(self.config, port=self._running.port)
+            self.url = self._running.url
 
     async def stop(self) -> None:
         """Stop serving (the outage); storage is closed, data kept."""
@@ -95,7 +98,15 @@ async def run_demo(options: DemoOptions) -> int:
         force=True,
     )
     cloud = DemoCloud(f"sqlite:///{workdir / 'cloud.db'}", new_admin_token(), options.port)
-    await cloud.start()
+    try:
+        await cloud.start()
+    except OSError as exc:
+        print(
+            f"storeedge demo: cannot listen on 127.0.0.1:{options.port} ({exc.strerror}); "
+            "pass --port N, or --port 0 for any free port",
+            file=sys.stderr,
+        )
+        return 2
     code = await cloud.enroll_code(STORE_ID)
     credentials = await enroll(cloud.url, code)
     save_credentials(state_dir, credentials)

@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from protocol.base import Id
-from protocol.constants import MAX_ID_LEN
-from protocol.events import DeviceState
+from protocol.constants import MAX_BATCH_EVENTS, MAX_ID_LEN
+from protocol.events import DeviceState, Event
 
 
 class _Wire(BaseModel):
@@ -20,6 +20,16 @@ class EventResult(_Wire):
     status: Literal["accepted", "duplicate", "rejected"]
     event_id: str | None = None
     reason: str | None = None
+
+
+class EventBatch(_Wire):
+    """POST /v1/events body: events oldest first, each validated on its own by the cloud.
+
+    The cloud answers a malformed event with a `rejected` result rather than refusing the
+    batch, so this model is the contract (and the agent's self-check), not the server's parser.
+    """
+
+    events: list[Event] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
 
 
 class BatchResponse(_Wire):
@@ -71,6 +81,8 @@ class Heartbeat(_Wire):
     backlog_bytes: int = Field(ge=0)
     oldest_unsynced_age_s: float | None = None
     dead_letters: int = Field(default=0, ge=0)
+    # The outbox is past its byte cap holding events it never drops (coupons, sales): an alarm.
+    outbox_over_cap: bool = False
     losses: dict[Annotated[str, Field(max_length=64)], int] = {}
     devices: list[DeviceHealth] = []
     clock_offset_s: float | None = None

@@ -13,7 +13,9 @@ def register(commands: Any) -> None:
         "demo", help="cloud + enrolled agent + emulated scanner + outages, on this machine"
     )
     parser.add_argument("--dir", type=Path, help="where to keep state (default: a temp dir)")
-    parser.add_argument("--port", type=int, default=8080, help="cloud port (default 8080)")
+    parser.add_argument(
+        "--port", type=int, default=8080, help="cloud port (default 8080; 0 picks a free one)"
+    )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--outage-every", type=float, default=60.0, help="seconds between outages")
     parser.add_argument("--outage-for", type=float, default=15.0, help="outage length, seconds")

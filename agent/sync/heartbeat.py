@@ -79,6 +79,7 @@ class HeartbeatLoop:
             backlog_bytes=stats.backlog_bytes,
             oldest_unsynced_age_s=oldest_age_s(stats),
             dead_letters=stats.dead_letters,
+            outbox_over_cap=stats.over_cap,
             losses=stats.losses,
             devices=self._devices(),
             clock_offset_s=self.clock_offset_s,
