@@ -71,5 +71,4 @@ def _run(args: argparse.Namespace) -> int:
         level=config.agent.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(run_until_signalled(config, credentials))
-    return 0
+    return asyncio.run(run_until_signalled(config, credentials))
