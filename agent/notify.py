@@ -100,8 +100,9 @@ class Notifier:
         except OSError as exc:
             self.failures += 1
             if self.failures == 1 or self.failures % 100 == 0:
-                log.warning("sd_notify to %s failed (%d so far): %s", self.address,
-                            self.failures, exc)  # fmt: skip
+                log.warning(
+                    "sd_notify to %s failed (%d so far): %s", self.address, self.failures, exc
+                )
             return False
         self.sent += 1
         if "STATUS" in fields:

@@ -13,6 +13,7 @@ from agent.credentials import CredentialsWatch
 from agent.devices.base import Driver
 from agent.devices.registry import DeviceContext, build_driver
 from agent.liveness import Pulse
+from agent.logs import register_secret
 from agent.notify import Notifier
 from agent.outbox import Identity, Outbox
 from agent.recent import RecentEvents, TappedSink
@@ -173,6 +174,7 @@ class AgentRuntime:
             stop.set()
             return
         self.credentials = new
+        register_secret(new.token)
         if self.client is not None:
             self.client.set_token(new.token)
         log.info("new token loaded from the credentials file; retrying the cloud now")

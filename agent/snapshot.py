@@ -57,8 +57,14 @@ async def snapshot(runtime: "AgentRuntime") -> dict[str, Any]:
             "rejected": c.rejected,
             "retries": c.retries,
         }
-    refused = [t for t in (getattr(drain, "unauthorized_since", None),
-                           getattr(beat, "unauthorized_since", None)) if t is not None]  # fmt: skip
+    refused = [
+        t
+        for t in (
+            getattr(drain, "unauthorized_since", None),
+            getattr(beat, "unauthorized_since", None),
+        )
+        if t is not None
+    ]
     doc["cloud"] = {
         "auth": "refused" if refused else "ok",
         "refused_since": _iso(min(refused)) if refused else None,

@@ -42,8 +42,11 @@ def device_config(config: AgentConfig, device_id: str, kind: str) -> Any:
 def print_outcome(payload: Payload | None, job_id: str) -> dict[str, Any]:
     """The JSON answer of a test print."""
     if payload is None:
-        return {"status": "queued", "job_id": job_id,
-                "detail": "not confirmed yet: the page prints when the printer can"}  # fmt: skip
+        return {
+            "status": "queued",
+            "job_id": job_id,
+            "detail": "not confirmed yet: the page prints when the printer can",
+        }
     if isinstance(payload, PrintCompletedPayload):
         return {"status": "completed", "job_id": job_id, "detail": "printed and confirmed"}
     return {"status": "failed", "job_id": job_id, "detail": getattr(payload, "reason", "")}

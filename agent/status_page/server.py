@@ -9,6 +9,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
+from agent.logs import register_secret
 from agent.status_page.access import COOKIE, is_local, load_or_create_token, token_matches
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,12 @@ async def _access_middleware(request: web.Request, handler: Handler) -> web.Stre
             return _refusal(request, 403, "this page is for the store box itself (loopback only)")
         if not token_matches(expected, presented):
             counters.refuse("bad_token" if presented else "no_token")
-            return _refusal(request, 401, "the LAN needs the page token: open the link that "
-                            "`storeedge agent status` prints on the box")  # fmt: skip
+            return _refusal(
+                request,
+                401,
+                "the LAN needs the page token: open the link that "
+                "`storeedge agent status` prints on the box",
+            )
         if request.query.get("token") and request.method == "GET":
             # Swap the token in the address bar for a cookie, so it is not left in history.
             redirect = web.HTTPSeeOther(location=request.rel_url.path)
@@ -130,9 +135,13 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         """One DEBUG line per request (the page polls every few seconds)."""
         self.logger.debug(
-            "%s %s %s %d %.1fms", request.remote, request.method, request.path,
-            response.status, time * 1000,
-        )  # fmt: skip
+            "%s %s %s %d %.1fms",
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time * 1000,
+        )
 
 
 def static_text(name: str) -> bytes:
@@ -165,11 +174,14 @@ async def start_status_page(runtime: Any) -> RunningPage:
     if lan:
         path = settings.token_file or runtime.config.agent.state_dir / "statuspage.token"
         token = load_or_create_token(path)
+        register_secret(token)
     app = create_app(RuntimeSource(runtime), token)
     runner = web.AppRunner(
-        app, handle_signals=False, access_log_class=AccessLogger,
+        app,
+        handle_signals=False,
+        access_log_class=AccessLogger,
         access_log=logging.getLogger("agent.status_page.access"),
-    )  # fmt: skip
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
