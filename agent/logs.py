@@ -68,14 +68,18 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                doc[key] = value if isinstance(value, str | int | float | bool) else repr(value)
+                plain = isinstance(value, int | float | bool)
+                doc[key] = (
+                    value if plain else redact(value if isinstance(value, str) else repr(value))
+                )
         if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        line = redact(json.dumps(doc, ensure_ascii=False, default=repr))
+            doc["exc"] = redact(self.formatException(record.exc_info))
+        # Redacted field by field, before JSON escaping could hide a quoted secret.
+        line = json.dumps(doc, ensure_ascii=False, default=repr)
         return _prefix(record, line) if self.priority_prefix else line
 
 

@@ -5,6 +5,7 @@ the cloud's. The first failure skips what depends on it, so the table names one 
 """
 
 import asyncio
+import os
 import socket
 import ssl
 import time
@@ -63,7 +64,7 @@ async def check_cloud(
             _, writer = await asyncio.open_connection(host, port)
         writer.close()
     except (OSError, TimeoutError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out"
+        why = _why(exc)
         results.append(
             CheckResult.fail(
                 "cloud reachable", f"{host}:{port}: {why}", NETWORK_FIX.format(port=port)
@@ -191,6 +192,13 @@ def _clock_result(offset: float) -> CheckResult:
             "`timedatectl timesync-status`, allow outbound 123/udp",
         )
     return CheckResult.ok("clock", detail)
+
+
+def _why(exc: BaseException) -> str:
+    """The errno's own words ("Connection refused"); asyncio's message leaves them out."""
+    if isinstance(exc, TimeoutError) or not isinstance(exc, OSError):
+        return "timed out"
+    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 def _skipped(*names: str) -> list[CheckResult]:
