@@ -79,6 +79,11 @@ def save_credentials(state_dir: Path, credentials: Credentials) -> Path:
         handle.flush()
         os.fsync(handle.fileno())
     os.chmod(tmp, 0o600)
+    owner = state_dir.stat()
+    if os.geteuid() == 0 and owner.st_uid != 0:
+        # `sudo storeedge agent enroll`: the file must belong to the service user that owns
+        # the state dir, or the agent could not read its own credentials.
+        os.chown(tmp, owner.st_uid, owner.st_gid)
     os.replace(tmp, path)
     return path
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from cloud.errors import EnrollmentRefused
 from cloud.storage._schema import migrate
 from cloud.storage._sqlite_sql import (
     AGENT_COLUMNS,
@@ -21,7 +22,6 @@ from cloud.storage._sqlite_sql import (
     to_us,
     write,
 )
-from cloud.errors import EnrollmentRefused
 from cloud.storage._thread import SqliteThread
 from cloud.storage.base import (
     AgentIdentity,

@@ -31,12 +31,14 @@ async def test_rotation_keeps_the_old_token_until_the_new_one_is_used(
     response = await client.post("/v1/token/rotate", headers=agent.auth)
     assert response.status == 200
     new = Agent(**{**(await response.json())})
-    assert new.agent_id == agent.agent_id and new.token != agent.token
+    assert new.agent_id == agent.agent_id
+    assert new.token != agent.token
     # The answer might have been lost: the old token still works, and may rotate again.
     assert (await client.get("/v1/agent", headers=agent.auth)).status == 200
     # First use of the new token promotes it and retires the old one.
     status, answer = await post_events(client, new, [new.event(1)])
-    assert status == 200 and answer["results"][0]["status"] == "accepted"
+    assert status == 200
+    assert answer["results"][0]["status"] == "accepted"
     client.app[AGENT_AUTH].forget(agent.agent_id)  # past the auth cache's TTL
     assert (await client.get("/v1/agent", headers=agent.auth)).status == 401
     assert (await client.get("/v1/agent", headers=new.auth)).status == 200
@@ -66,14 +68,17 @@ async def test_reenrollment_keeps_the_id_unrevokes_and_voids_the_old_token(
     response = await client.post("/v1/enroll", json={"code": code, "agent_id": agent.agent_id})
     assert response.status == 200, await response.text()
     again = Agent(**(await response.json()))
-    assert again.agent_id == agent.agent_id and again.token != agent.token
+    assert again.agent_id == agent.agent_id
+    assert again.token != agent.token
     # Events stamped with the old id, buffered during the revocation, are accepted now.
     status, answer = await post_events(client, again, [agent.event(7)])
-    assert status == 200 and answer["results"][0]["status"] == "accepted"
+    assert status == 200
+    assert answer["results"][0]["status"] == "accepted"
     assert (await client.get("/v1/agent", headers=agent.auth)).status == 401
     store = await (await client.get(f"/api/stores/{STORE}", headers=ADMIN)).json()
     (row,) = store["agents"]
-    assert row["revoked_at"] is None and store["store"]["agents"] == 1
+    assert row["revoked_at"] is None
+    assert store["store"]["agents"] == 1
 
 
 async def test_reenrollment_never_moves_an_agent_to_another_store(

@@ -60,7 +60,9 @@ class NotifyListener:
             os.rmdir(self._dir)
 
 
-def fake_credentials(state_dir: Path, cloud_url: str, token: str = "tok-" + "x" * 40) -> Credentials:
+def fake_credentials(
+    state_dir: Path, cloud_url: str, token: str = "tok-" + "x" * 40
+) -> Credentials:
     """Credentials saved as enrollment would, for an agent that need not reach the cloud."""
     credentials = Credentials(cloud_url, "agt-test", "store-test", token)
     save_credentials(state_dir, credentials)

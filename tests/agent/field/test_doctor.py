@@ -101,9 +101,19 @@ async def test_a_good_setup_passes(box: Box) -> None:
     results = await _doctor(box)
     checks = _by_name(results)
     assert exit_code(results) == 0, [(r.name, r.detail) for r in results if r.fix]
-    for name in ("config", "state dir", "free disk", "enrollment", "port scanner-1",
-                 "printer printer-1", "cloud DNS", "cloud reachable", "cloud service",
-                 "credentials", "clock"):  # fmt: skip
+    for name in (
+        "config",
+        "state dir",
+        "free disk",
+        "enrollment",
+        "port scanner-1",
+        "printer printer-1",
+        "cloud DNS",
+        "cloud reachable",
+        "cloud service",
+        "credentials",
+        "clock",
+    ):
         assert checks[name].outcome is Outcome.PASS, checks[name]
     assert checks["cloud TLS"].outcome is Outcome.SKIP  # plain http on loopback
     assert checks["agent"].outcome is Outcome.SKIP  # not running: devices probed directly
@@ -153,9 +163,11 @@ async def test_cloud_down(box: Box) -> None:
 
 async def test_bad_token(box: Box) -> None:
     agent_id = load_credentials(box.state).agent_id
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as http:
-        async with http.post(f"{box.cloud.url}/api/agents/{agent_id}/revoke") as r:
-            assert r.status == 200
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as http,
+        http.post(f"{box.cloud.url}/api/agents/{agent_id}/revoke") as r,
+    ):
+        assert r.status == 200
     result = _only_failure(await _doctor(box), "credentials", "storeedge agent enroll")
     assert "revoked" in result.detail
 
@@ -163,14 +175,19 @@ async def test_bad_token(box: Box) -> None:
 async def test_bad_clock(box: Box) -> None:
     skewed = lambda: time.time() - 120.0  # noqa: E731  (the box's clock runs 2 min late)
     result = _only_failure(await _doctor(box, clock=skewed), "clock", "timedatectl set-ntp true")
-    assert "120" in result.detail and "behind" in result.detail
+    assert "120" in result.detail
+    assert "behind" in result.detail
 
 
 async def test_full_disk(box: Box, tmp_path: Path) -> None:
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
-                             capture_output=True).returncode == 0  # fmt: skip
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True
+        ).returncode
+        == 0
+    )
     if not mounted:
         pytest.skip("cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN)")
     try:
@@ -194,10 +211,20 @@ async def test_full_disk(box: Box, tmp_path: Path) -> None:
 
 
 async def test_cli_table_and_exit_codes(box: Box, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["agent", "doctor", "--config", str(box.config), "--user", "nobody", "--min-free-mb", "1"]
+    argv = [
+        "agent",
+        "doctor",
+        "--config",
+        str(box.config),
+        "--user",
+        "nobody",
+        "--min-free-mb",
+        "1",
+    ]
     assert await asyncio.to_thread(main, argv) == 0
     assert "all passed" in capsys.readouterr().out
     await box.cloud.stop()
     assert await asyncio.to_thread(main, argv) == 1
     out = capsys.readouterr().out
-    assert "FAIL  cloud reachable" in out and "fix: check the store's internet" in out
+    assert "FAIL  cloud reachable" in out
+    assert "fix: check the store's internet" in out

@@ -42,8 +42,10 @@ def test_config_check_names_key_and_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text('[cloud]\nurl = "https://x.example"\n\n[[devices]]\nid = "s"\nkind = "scanner"\n'
-                   'transport = "serial"\nport = "/dev/ttyACM0"\nbaudrate = -1\n')  # fmt: skip
+    bad.write_text(
+        '[cloud]\nurl = "https://x.example"\n\n[[devices]]\nid = "s"\nkind = "scanner"\n'
+        'transport = "serial"\nport = "/dev/ttyACM0"\nbaudrate = -1\n'
+    )
     assert main(["agent", "config", "check", str(bad)]) == 2
     assert "bad.toml:9: devices[0].baudrate" in capsys.readouterr().err
     good = tmp_path / "good.toml"
@@ -62,18 +64,20 @@ async def test_discover_finds_by_id_ports_and_a_printer_on_a_bounded_scan(tmp_pa
     try:
         (found,) = discover.serial_ports(by_id)
         assert found.address.endswith("usb-Honeywell_1900-if00")
-        assert scanner.device_path in found.what and 'port = "' in found.hint
-        hosts = discover.scan_targets([ipaddress.ip_network("127.0.0.1/32")])
+        assert scanner.device_path in found.what
+        assert 'port = "' in found.hint
+        hosts = discover.scan_targets([ipaddress.IPv4Network("127.0.0.1/32")])
         (hit,) = await discover.scan_port(hosts, port)
-        assert hit.address == f"127.0.0.1:{port}" and "ESC/POS" in hit.what
+        assert hit.address == f"127.0.0.1:{port}"
+        assert "ESC/POS" in hit.what
         assert f"port = {port}" in hit.hint
     finally:
         await printer.close()
         scanner.close()
     with pytest.raises(discover.DiscoverError, match="limit"):
-        discover.scan_targets([ipaddress.ip_network("10.0.0.0/16")])
+        discover.scan_targets([ipaddress.IPv4Network("10.0.0.0/16")])
     with pytest.raises(discover.DiscoverError, match="not a local"):
-        discover.scan_targets([ipaddress.ip_network("8.8.8.0/24")])
+        discover.scan_targets([ipaddress.IPv4Network("8.8.8.0/24")])
 
 
 async def test_standalone_scan_and_print_with_the_agent_down(
@@ -93,7 +97,8 @@ async def test_standalone_scan_and_print_with_the_agent_down(
         assert await asyncio.to_thread(main, argv) == 0
         await typing
         out = capsys.readouterr().out
-        assert "'SE1.coupon-token'" in out and "classification coupon" in out
+        assert "'SE1.coupon-token'" in out
+        assert "classification coupon" in out
         argv = ["agent", "test-print", "printer-1", "--config", str(config)]
         assert await asyncio.to_thread(main, argv) == 0
         assert "completed directly" in capsys.readouterr().out
@@ -107,7 +112,9 @@ async def test_standalone_scan_and_print_with_the_agent_down(
         scanner.close()
 
 
-async def test_through_the_running_agent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_through_the_running_agent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         page_port = sock.getsockname()[1]
@@ -129,13 +136,16 @@ async def test_through_the_running_agent(tmp_path: Path, capsys: pytest.CaptureF
         assert await asyncio.to_thread(main, argv) == 0
         await typing
         out = capsys.readouterr().out
-        assert "classification product" in out and "EAN-13" in out
+        assert "classification product" in out
+        assert "EAN-13" in out
         argv = ["agent", "test-print", "printer-1", "--config", str(path)]
         assert await asyncio.to_thread(main, argv) == 0
         assert "through the running agent" in capsys.readouterr().out
         assert await asyncio.to_thread(main, ["agent", "status", "--config", str(path)]) == 0
         out = capsys.readouterr().out
-        assert "scanner-1" in out and "printer-1" in out and "backlog" in out
+        assert "scanner-1" in out
+        assert "printer-1" in out
+        assert "backlog" in out
         assert "4006381333931" in out  # the last scans, decoded
         assert (await runtime.outbox.stats()).backlog_events > 0  # type: ignore[union-attr]
     finally:

@@ -37,9 +37,12 @@ def test_json_lines_with_per_component_levels(stream: io.StringIO) -> None:
     logging.getLogger("agent.devices.scanner").info("quiet: below WARNING")
     logging.getLogger("agent.devices.scanner").warning("flood on %s", "scanner-1")
     first, second = _lines(stream)
-    assert first["logger"] == "agent.sync.drain" and first["level"] == "DEBUG"
-    assert first["msg"] == "batch 7 sent" and first["events"] == 500
-    assert second["msg"] == "flood on scanner-1" and str(second["ts"]).endswith("+00:00")
+    assert first["logger"] == "agent.sync.drain"
+    assert first["level"] == "DEBUG"
+    assert first["msg"] == "batch 7 sent"
+    assert first["events"] == 500
+    assert second["msg"] == "flood on scanner-1"
+    assert str(second["ts"]).endswith("+00:00")
 
 
 def test_secrets_are_masked_in_messages_arguments_and_tracebacks(stream: io.StringIO) -> None:
@@ -67,7 +70,8 @@ def test_text_format_is_redacted_too(stream: io.StringIO) -> None:
     setup_logging("INFO", {}, "text", stream)
     register_secret(TOKEN)
     logging.getLogger("agent.test").info("token %s", TOKEN)
-    assert TOKEN not in stream.getvalue() and "token ***" in stream.getvalue()
+    assert TOKEN not in stream.getvalue()
+    assert "token ***" in stream.getvalue()
 
 
 def test_short_values_are_not_registered_as_secrets() -> None:

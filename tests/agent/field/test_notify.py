@@ -13,11 +13,18 @@ import sys
 import threading
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from field_helpers import NotifyListener, fake_credentials, until, write_config
 
-from agent.config import AgentConfig, AgentSection, CloudSection, SerialScannerConfig
+from agent.config import (
+    AgentConfig,
+    AgentSection,
+    CloudSection,
+    SerialScannerConfig,
+    StatusPageSection,
+)
 from agent.devices.base import Payload
 from agent.notify import Notifier, encode, socket_address, watchdog_interval_s
 from agent.runtime import AgentRuntime
@@ -84,14 +91,15 @@ def test_agent_process_says_ready_pings_and_says_stopping_on_sigterm(tmp_path: P
         listener.close()
 
 
-def _runtime(tmp_path: Path, listener: NotifyListener, devices: list[object]) -> AgentRuntime:
+def _runtime(tmp_path: Path, listener: NotifyListener, devices: list[Any]) -> AgentRuntime:
     config = AgentConfig(
         agent=AgentSection(state_dir=tmp_path / "state", stall_timeout_s=0.3),
-        cloud=CloudSection(url=NOWHERE, heartbeat_interval_s=0.2, backoff_cap_s=0.2,
-                           request_timeout_s=1.0),
-        status_page={"enabled": False},
+        cloud=CloudSection(
+            url=NOWHERE, heartbeat_interval_s=0.2, backoff_cap_s=0.2, request_timeout_s=1.0
+        ),
+        status_page=StatusPageSection(enabled=False),
         devices=devices,
-    )  # fmt: skip
+    )
     credentials = fake_credentials(tmp_path / "state", NOWHERE)
     return AgentRuntime(config, credentials, Notifier(listener.address, 0.05))
 
@@ -110,7 +118,9 @@ async def test_pings_stop_while_the_sync_loop_is_wedged_and_resume_after(tmp_pat
         # never returns. (A real stuck thread, not a patched method.)
         assert runtime.outbox is not None
         blocked = asyncio.ensure_future(runtime.outbox._call(lambda store: release.wait(30)))
-        await listener.wait_for(lambda m: "WEDGED" in m.get("STATUS", "") and "sync" in m["STATUS"], 10)
+        await listener.wait_for(
+            lambda m: "WEDGED" in m.get("STATUS", "") and "sync" in m["STATUS"], 10
+        )
         listener.pings_during()
         await asyncio.sleep(1.0)
         assert listener.pings_during() == 0
@@ -135,7 +145,9 @@ class _HungSink:
         self.hang = False
         self.release = asyncio.Event()
 
-    async def capture(self, device_id: str, payload: Payload, occurred_at: datetime | None = None) -> None:
+    async def capture(
+        self, device_id: str, payload: Payload, occurred_at: datetime | None = None
+    ) -> None:
         if self.hang:
             await self.release.wait()
         await self.inner.capture(device_id, payload, occurred_at)  # type: ignore[attr-defined]
@@ -147,8 +159,9 @@ class _HungSink:
 async def test_pings_stop_while_a_driver_loop_is_wedged(tmp_path: Path) -> None:
     listener = NotifyListener()
     scanner = PtyScanner(tmp_path / "scanner")
-    device = SerialScannerConfig(id="scanner-1", kind="scanner", transport="serial",
-                                 port=str(scanner.link))  # fmt: skip
+    device = SerialScannerConfig(
+        id="scanner-1", kind="scanner", transport="serial", port=str(scanner.link)
+    )
     runtime = _runtime(tmp_path, listener, [device])
     stop = asyncio.Event()
     agent = asyncio.create_task(runtime.run(stop))

@@ -94,14 +94,22 @@ async def test_revoked_token_buffers_quietly_then_reenrollment_and_rotation_heal
         assert "TOKEN REFUSED" in await runtime.status_line()
 
         # `storeedge agent status` says so too.
-        code = await asyncio.to_thread(main, ["agent", "status", "--config", str(config_path)])
-        assert code == 0
+        status_rc = await asyncio.to_thread(main, ["agent", "status", "--config", str(config_path)])
+        assert status_rc == 0
         assert "TOKEN REFUSED" in capsys.readouterr().out  # type: ignore[attr-defined]
 
         # Re-enroll with a fresh code: same agent id, so the buffered scans are accepted.
         fresh = (await cloud.create_enroll_code(STORE)).code
-        argv = ["agent", "enroll", "--cloud", cloud.url, "--code", fresh, "--config",
-                str(config_path)]  # fmt: skip
+        argv = [
+            "agent",
+            "enroll",
+            "--cloud",
+            cloud.url,
+            "--code",
+            fresh,
+            "--config",
+            str(config_path),
+        ]
         assert await asyncio.to_thread(main, argv) == 0
         assert load_credentials(state).agent_id == agent_id
         await until(lambda: _eq(scans_in_cloud, 4), 15)  # no restart of the agent
@@ -118,8 +126,9 @@ async def test_revoked_token_buffers_quietly_then_reenrollment_and_rotation_heal
         await scan("A-4")
         await until(lambda: _eq(scans_in_cloud, 5), 15)
         cloud.app[AGENT_AUTH].forget(agent_id)  # past the auth cache's TTL
-        async with admin.get(f"{cloud.url}/v1/agent",
-                             headers={"Authorization": f"Bearer {old_token}"}) as r:  # fmt: skip
+        async with admin.get(
+            f"{cloud.url}/v1/agent", headers={"Authorization": f"Bearer {old_token}"}
+        ) as r:
             assert r.status == 401
     finally:
         stop.set()

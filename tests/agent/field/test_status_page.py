@@ -45,14 +45,17 @@ NOWHERE = "http://127.0.0.1:9"
         (None, "127.0.0.1", False),  # a Unix socket: not trusted
     ],
 )
-def test_only_loopback_to_a_loopback_name_is_local(peer: str | None, host: str, local: bool) -> None:
+def test_only_loopback_to_a_loopback_name_is_local(
+    peer: str | None, host: str, local: bool
+) -> None:
     assert is_local(peer, host) is local
 
 
 def test_address_helpers() -> None:
     assert host_name("[::1]:80") == "::1"
     assert host_name("Box.Local:8421") == "box.local"
-    assert is_loopback_address("127.8.9.10") and not is_loopback_address("garbage")
+    assert is_loopback_address("127.8.9.10")
+    assert not is_loopback_address("garbage")
 
 
 @pytest.fixture
@@ -65,12 +68,19 @@ async def agent_with_devices(tmp_path: Path):  # type: ignore[no-untyped-def]
         cloud=CloudSection(url=NOWHERE, backoff_cap_s=0.5),
         status_page=StatusPageSection(port=0),
         devices=[
-            SerialScannerConfig(id="scanner-1", kind="scanner", transport="serial",
-                                port=str(scanner.link)),
-            TcpPrinterConfig(id="printer-1", kind="printer", transport="tcp",
-                             host="127.0.0.1", port=printer_port, poll_interval_s=0.2),
+            SerialScannerConfig(
+                id="scanner-1", kind="scanner", transport="serial", port=str(scanner.link)
+            ),
+            TcpPrinterConfig(
+                id="printer-1",
+                kind="printer",
+                transport="tcp",
+                host="127.0.0.1",
+                port=printer_port,
+                poll_interval_s=0.2,
+            ),
         ],
-    )  # fmt: skip
+    )
     runtime = AgentRuntime(config, fake_credentials(tmp_path / "state", NOWHERE))
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
@@ -108,14 +118,16 @@ async def test_page_shows_devices_and_decoded_scans_and_runs_both_tests(
         async with await waiting as answer:
             assert answer.status == 200
             scan = await answer.json()
-        assert scan["symbology"] and scan["gs1"]["01"] == "04006381333931"
+        assert scan["symbology"]
+        assert scan["gs1"]["01"] == "04006381333931"
         assert scan["classification"] == "product"
 
         async with http.get(base + "/api/status") as response:
             doc = await response.json()
         assert {d["device_id"]: d["state"] for d in doc["devices"]} == {
-            "scanner-1": "online", "printer-1": "online"
-        }  # fmt: skip
+            "scanner-1": "online",
+            "printer-1": "online",
+        }
         assert doc["scans"][0]["gs1"]["10"] == "ABC123"
         assert doc["outbox"]["backlog_events"] >= 1  # the cloud is away: buffered
 
@@ -127,14 +139,17 @@ async def test_page_shows_devices_and_decoded_scans_and_runs_both_tests(
 
         # Wrong kinds and unknown devices are clear errors, not crashes.
         async with http.post(base + "/api/devices/printer-1/test-scan", headers=action) as r:
-            assert r.status == 404 and "not a scanner" in (await r.json())["error"]
+            assert r.status == 404
+            assert "not a scanner" in (await r.json())["error"]
         async with http.post(base + "/api/devices/nope/test-print", headers=action) as r:
             assert r.status == 404
-        async with http.post(base + "/api/devices/scanner-1/test-scan?timeout=0.2",
-                             headers=action) as r:  # fmt: skip
+        async with http.post(
+            base + "/api/devices/scanner-1/test-scan?timeout=0.2", headers=action
+        ) as r:
             assert r.status == 504
-        async with http.post(base + "/api/devices/scanner-1/test-scan?timeout=nan",
-                             headers=action) as r:  # fmt: skip
+        async with http.post(
+            base + "/api/devices/scanner-1/test-scan?timeout=nan", headers=action
+        ) as r:
             assert r.status == 400
         # Without the action header a cross-site form could print: refused.
         async with http.post(base + "/api/devices/printer-1/test-print") as r:
@@ -173,14 +188,16 @@ def test_the_page_loads_nothing_from_the_internet() -> None:
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), name
     # Scan text is a barcode's: it is only ever assigned as text, never parsed as HTML.
     script = (static / "app.js").read_text()
-    assert "innerHTML" not in script and "insertAdjacentHTML" not in script
+    assert "innerHTML" not in script
+    assert "insertAdjacentHTML" not in script
 
 
 async def test_the_lan_token_never_reaches_the_log(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from agent.status_page.server import AccessLogger, create_app
     from aiohttp import web
+
+    from agent.status_page.server import AccessLogger, create_app
 
     class Source:
         async def snapshot(self) -> dict[str, object]:
@@ -193,8 +210,11 @@ async def test_the_lan_token_never_reaches_the_log(
             raise NotImplementedError
 
     token = "lan-secret-token-" + "z" * 20
-    runner = web.AppRunner(create_app(Source(), token), access_log_class=AccessLogger,
-                           access_log=logging.getLogger("agent.status_page.access"))  # fmt: skip
+    runner = web.AppRunner(
+        create_app(Source(), token),
+        access_log_class=AccessLogger,
+        access_log=logging.getLogger("agent.status_page.access"),
+    )
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -205,16 +225,20 @@ async def test_the_lan_token_never_reaches_the_log(
             lan = {"Host": "192.168.10.5:8421"}
             async with http.get(f"http://127.0.0.1:{port}/api/status", headers=lan) as r:
                 assert r.status == 401
-            async with http.get(f"http://127.0.0.1:{port}/api/status?token=wrong",
-                                headers=lan) as r:  # fmt: skip
+            async with http.get(
+                f"http://127.0.0.1:{port}/api/status?token=wrong", headers=lan
+            ) as r:
                 assert r.status == 401
-            async with http.get(f"http://127.0.0.1:{port}/?token={token}", headers=lan,
-                                allow_redirects=False) as r:  # fmt: skip
-                assert r.status == 303 and r.headers["Location"] == "/"
+            async with http.get(
+                f"http://127.0.0.1:{port}/?token={token}", headers=lan, allow_redirects=False
+            ) as r:
+                assert r.status == 303
+                assert r.headers["Location"] == "/"
                 assert "HttpOnly" in r.headers["Set-Cookie"]
             cookie = {"Cookie": f"storeedge_token={token}"}
-            async with http.get(f"http://127.0.0.1:{port}/api/status",
-                                headers={**lan, **cookie}) as r:  # fmt: skip
+            async with http.get(
+                f"http://127.0.0.1:{port}/api/status", headers={**lan, **cookie}
+            ) as r:
                 assert r.status == 200
     finally:
         await runner.cleanup()

@@ -66,8 +66,10 @@ def namespaces() -> Iterator[tuple[str, str]]:
 def _get(ns: str, url: str, headers: dict[str, str] | None = None) -> dict[str, object]:
     done = subprocess.run(
         ["ip", "netns", "exec", ns, sys.executable, "-c", CLIENT, url, json.dumps(headers or {})],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     result: dict[str, object] = json.loads(done.stdout)
     return result
@@ -79,21 +81,39 @@ def test_the_lan_gets_nothing_without_the_token(
     box, phone = namespaces
     state = tmp_path / "state"
     fake_credentials(state, "http://127.0.0.1:9")
-    config = write_config(tmp_path / "agent.toml", state, "http://127.0.0.1:9",
-                          f'[status_page]\nhost = "0.0.0.0"\nport = {PORT}\n')  # fmt: skip
+    config = write_config(
+        tmp_path / "agent.toml",
+        state,
+        "http://127.0.0.1:9",
+        f'[status_page]\nhost = "0.0.0.0"\nport = {PORT}\n',
+    )
     log = (tmp_path / "agent.log").open("wb")
     agent = subprocess.Popen(
-        ["ip", "netns", "exec", box, sys.executable, "-m", "agent.cli.main", "agent", "run",
-         "--config", str(config)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+        [
+            "ip",
+            "netns",
+            "exec",
+            box,
+            sys.executable,
+            "-m",
+            "agent.cli.main",
+            "agent",
+            "run",
+            "--config",
+            str(config),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         token_file = state / "statuspage.token"
         deadline = time.monotonic() + 30
         while True:
-            if token_file.exists() and _get(box, f"http://127.0.0.1:{PORT}/api/status")[
-                "status"
-            ] == 200:
+            if (
+                token_file.exists()
+                and _get(box, f"http://127.0.0.1:{PORT}/api/status")["status"] == 200
+            ):
                 break
             assert agent.poll() is None, (tmp_path / "agent.log").read_text()
             assert time.monotonic() < deadline, "the agent's page never came up"
