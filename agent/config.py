@@ -33,6 +33,8 @@ class AgentSection(_Section):
     # FULL survives power loss; NORMAL only an application crash (research/perf.md §5.1).
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # A loop this late for a check-in it promised is wedged: the systemd watchdog goes unfed.
+    stall_timeout_s: float = Field(default=30.0, gt=0, le=3600)
 
 
 class CloudSection(_Section):
@@ -209,12 +211,36 @@ DeviceConfig = Annotated[
 ]
 
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class LoggingSection(_Section):
+    """[logging]: one JSON object per line (journald/stdout), levels per component."""
+
+    format: Literal["json", "text"] = "json"
+    # Logger name → level, e.g. {"agent.sync" = "DEBUG", "aiohttp.access" = "WARNING"}.
+    levels: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.]{1,100}$")], LogLevel] = {}
+
+
+class StatusPageSection(_Section):
+    """[status_page]: the local page for the field engineer (docs/FIELD-GUIDE.md)."""
+
+    enabled: bool = True
+    # Loopback by default. Any other address opens it to the LAN, where every request
+    # must carry the token from `token_file` (created 0600 on first start).
+    host: Annotated[str, Field(min_length=1, max_length=253)] = "127.0.0.1"
+    port: int = Field(default=8421, ge=0, le=65535)
+    token_file: Path | None = None  # default: <state_dir>/statuspage.token
+
+
 class AgentConfig(_Section):
     """The whole agent.toml."""
 
     agent: AgentSection = AgentSection()
     cloud: CloudSection
     scan: ScanSection = ScanSection()
+    logging: LoggingSection = LoggingSection()
+    status_page: StatusPageSection = StatusPageSection()
     devices: list[DeviceConfig] = []
 
     def device_ids_unique(self) -> None:

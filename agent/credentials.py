@@ -1,9 +1,19 @@
-"""The agent's enrollment credentials: one JSON file, 0600, written atomically."""
+"""The agent's enrollment credentials: one JSON file, 0600, written atomically.
 
+Enrollment, re-enrollment (same agent id, fresh token) and token rotation all end in
+`save_credentials`; a running agent notices the file change (`CredentialsWatch`) and takes
+the new token without a restart.
+"""
+
+import asyncio
+import contextlib
+import fcntl
 import json
+import logging
 import os
 import platform
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -14,7 +24,12 @@ from agent.errors import AgentError, ConfigError
 from agent.sync.client import Credentials
 from protocol.wire import AgentInfo, EnrollRequest, EnrollResponse
 
+log = logging.getLogger(__name__)
+
 CREDENTIALS_FILE = "credentials.json"
+LOCK_FILE = "credentials.lock"
+# How often a running agent looks for new credentials (a stat, nothing more).
+WATCH_INTERVAL_S = 2.0
 
 
 class EnrollmentError(AgentError):
@@ -64,37 +79,127 @@ def save_credentials(state_dir: Path, credentials: Credentials) -> Path:
         handle.flush()
         os.fsync(handle.fileno())
     os.chmod(tmp, 0o600)
+    owner = state_dir.stat()
+    if os.geteuid() == 0 and owner.st_uid != 0:
+        # `sudo storeedge agent enroll`: the file must belong to the service user that owns
+        # the state dir, or the agent could not read its own credentials.
+        os.chown(tmp, owner.st_uid, owner.st_gid)
     os.replace(tmp, path)
     return path
 
 
-async def enroll(cloud_url: str, code: str, timeout_s: float = 15.0) -> Credentials:
-    """Trade a single-use enrollment code for this agent's credentials."""
+@contextlib.contextmanager
+def credentials_lock(state_dir: Path) -> Iterator[None]:
+    """Serialise read-modify-write of the credentials (two rotations must not cross)."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+async def enroll(
+    cloud_url: str, code: str, agent_id: str | None = None, timeout_s: float = 15.0
+) -> Credentials:
+    """Trade a single-use code for credentials; `agent_id` re-enrolls that agent."""
     request = EnrollRequest(
         code=code.strip(),
         agent_info=AgentInfo(
             hostname=socket.gethostname(), version=__version__, platform=platform.platform()
         ),
+        agent_id=agent_id,
     )
-    url = cloud_url.rstrip("/") + "/v1/enroll"
+    body = await _post(cloud_url, "/v1/enroll", request.model_dump_json().encode(), {}, timeout_s)
+    return _credentials(cloud_url, body)
+
+
+async def rotate_token(credentials: Credentials, timeout_s: float = 15.0) -> Credentials:
+    """A new token for this agent; the old one keeps working until the new one is used."""
+    auth = {"Authorization": f"Bearer {credentials.token}"}
+    body = await _post(credentials.cloud_url, "/v1/token/rotate", b"{}", auth, timeout_s)
+    rotated = _credentials(credentials.cloud_url, body)
+    if rotated.agent_id != credentials.agent_id:
+        raise EnrollmentError(f"cloud rotated the token of another agent ({rotated.agent_id})")
+    return rotated
+
+
+async def _post(
+    cloud_url: str, path: str, data: bytes, headers: dict[str, str], timeout_s: float
+) -> bytes:
+    url = cloud_url.rstrip("/") + path
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
-            session.post(url, data=request.model_dump_json(), headers=_JSON) as response,
+            session.post(url, data=data, headers={**_JSON, **headers}) as response,
         ):
             body = await response.read()
             if response.status != 200:
-                raise EnrollmentError(
-                    f"cloud refused enrollment (HTTP {response.status}): "
-                    f"{body[:300].decode('utf-8', 'replace')}"
-                )
+                raise EnrollmentError(f"cloud refused (HTTP {response.status}): {_reason(body)}")
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise EnrollmentError(f"cannot reach {url}: {exc}") from exc
+    return body
+
+
+def _credentials(cloud_url: str, body: bytes) -> Credentials:
     try:
         answer = EnrollResponse.model_validate_json(body)
     except ValidationError as exc:
-        raise EnrollmentError(f"cloud answered an unreadable enrollment: {exc}") from exc
+        raise EnrollmentError(f"cloud answered unreadable credentials: {exc}") from exc
     return Credentials(cloud_url.rstrip("/"), answer.agent_id, answer.store_id, answer.token)
+
+
+def _reason(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body[:300].decode("utf-8", "replace")
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return str(data["error"])[:300]
+    return body[:300].decode("utf-8", "replace")
+
+
+class CredentialsWatch:
+    """Calls `on_change(new)` when the credentials file holds other credentials than ours."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        current: Credentials,
+        on_change: Callable[[Credentials], None],
+        interval_s: float = WATCH_INTERVAL_S,
+    ) -> None:
+        self._path = credentials_path(state_dir)
+        self._state_dir = state_dir
+        self._current = current
+        self._on_change = on_change
+        self._interval_s = interval_s
+        self._seen = self._signature()
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        while True:
+            await asyncio.sleep(self._interval_s)
+            signature = self._signature()
+            if signature == self._seen:
+                continue
+            self._seen = signature
+            try:
+                new = await asyncio.to_thread(load_credentials, self._state_dir)
+            except ConfigError as exc:  # mid-replace or damaged: keep what works
+                log.warning("credentials file changed but is unreadable: %s", exc)
+                continue
+            if new != self._current:
+                self._current = new
+                self._on_change(new)
+
+    def _signature(self) -> tuple[int, int, int] | None:
+        try:
+            st = self._path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 _JSON = {"Content-Type": "application/json"}

@@ -4,28 +4,41 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig
+from agent.credentials import CredentialsWatch
 from agent.devices.base import Driver
 from agent.devices.registry import DeviceContext, build_driver
+from agent.liveness import Pulse
+from agent.logs import register_secret
+from agent.notify import Notifier
 from agent.outbox import Identity, Outbox
+from agent.recent import RecentEvents, TappedSink
+from agent.snapshot import snapshot, status_line
 from agent.supervise import supervise
 from agent.sync.client import Credentials, IngestClient
 from agent.sync.drain import DrainWorker
 from agent.sync.heartbeat import HeartbeatLoop
+from agent.watchdog import Watchdog
 from protocol.wire import DeviceHealth
 
 log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "outbox.db"
+# `agent run` exits with this after re-enrollment gave it another identity: systemd's
+# Restart= starts it again under the new one (EX_TEMPFAIL, sysexits.h).
+EXIT_NEW_IDENTITY = 75
 
 
 class AgentRuntime:
     """Everything one agent process runs; `run` returns after `stop` is set and all is closed."""
 
-    def __init__(self, config: AgentConfig, credentials: Credentials) -> None:
+    def __init__(
+        self, config: AgentConfig, credentials: Credentials, notifier: Notifier | None = None
+    ) -> None:
         self.config = config
         self.credentials = credentials
         self.outbox: Outbox | None = None
@@ -33,6 +46,26 @@ class AgentRuntime:
         self.drain: DrainWorker | None = None
         self.heartbeat: HeartbeatLoop | None = None
         self.started = asyncio.Event()
+        self.started_at: float | None = None
+        self.notifier = notifier or Notifier(None)
+        self.recent = RecentEvents()
+        self.watchdog: Watchdog | None = None
+        self.client: IngestClient | None = None
+        self.status_page_url: str | None = None
+        self.exit_code = 0
+
+    def pulses(self) -> list[Pulse]:
+        """The liveness pulse of every loop that has one (drivers opt in with `.pulse`)."""
+        loops: list[Any] = [self.drain, self.heartbeat, *self.drivers]
+        return [p for loop in loops if isinstance(p := getattr(loop, "pulse", None), Pulse)]
+
+    def driver(self, device_id: str) -> Driver | None:
+        """The running driver of `device_id`, if configured."""
+        return next((d for d in self.drivers if d.device_id == device_id), None)
+
+    async def status_line(self) -> str:
+        """The one-line summary sent as STATUS= to systemd."""
+        return status_line(await snapshot(self))
 
     def device_health(self) -> list[DeviceHealth]:
         """Every driver's current health, in config order."""
@@ -51,6 +84,7 @@ class AgentRuntime:
         self.outbox = outbox
         cloud = self.config.cloud
         client = IngestClient(self.credentials, timeout_s=cloud.request_timeout_s)
+        self.client = client
         self.drain = DrainWorker(
             outbox,
             client,
@@ -64,26 +98,55 @@ class AgentRuntime:
         )
         zeroconf = _zeroconf_for(self.config)
         context = DeviceContext(state_dir=state_dir, zeroconf=zeroconf, scan=self.config.scan)
-        self.drivers = [build_driver(device, outbox, context) for device in self.config.devices]
+        # Drivers capture through a tap so the status page sees scans once they are durable.
+        sink = TappedSink(outbox, self.recent)
+        self.drivers = [build_driver(device, sink, context) for device in self.config.devices]
+        self.watchdog = Watchdog(
+            self.notifier, self.pulses, self.status_line, self.config.agent.stall_timeout_s
+        )
+        watch = CredentialsWatch(
+            state_dir, self.credentials, lambda c: self._new_credentials(c, stop)
+        )
         tasks = [
-            asyncio.create_task(supervise("drain", self.drain.run), name="drain"),
-            asyncio.create_task(supervise("heartbeat", self.heartbeat.run), name="heartbeat"),
+            asyncio.create_task(supervise("drain", self.drain.run, self.drain.pulse), name="drain"),
+            asyncio.create_task(
+                supervise("heartbeat", self.heartbeat.run, self.heartbeat.pulse), name="heartbeat"
+            ),
             *(
-                asyncio.create_task(supervise(d.device_id, d.run), name=d.device_id)
+                asyncio.create_task(
+                    supervise(d.device_id, d.run, getattr(d, "pulse", None)), name=d.device_id
+                )
                 for d in self.drivers
             ),
+            asyncio.create_task(supervise("credentials", watch.run), name="credentials"),
         ]
+        page = None
+        if self.config.status_page.enabled:
+            from agent.status_page import start_status_page
+
+            try:
+                page = await start_status_page(self)
+                self.status_page_url = page.url
+            except OSError as exc:  # the port is taken: run without the page, say so
+                log.error("status page disabled: cannot listen: %s", exc)
         log.info(
             "agent %s (store %s) running with %d devices",
             self.credentials.agent_id,
             self.credentials.store_id,
             len(self.drivers),
         )
+        self.started_at = time.time()
         self.started.set()
+        self.notifier.ready(await self.status_line())
+        # Fed only from READY on: systemd's watchdog deadline starts there.
+        tasks.append(asyncio.create_task(supervise("watchdog", self.watchdog.run), name="watchdog"))
         try:
             await stop.wait()
         finally:
             log.info("stopping")
+            self.notifier.stopping()
+            if page is not None:
+                await page.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -91,17 +154,45 @@ class AgentRuntime:
             if zeroconf is not None:
                 await zeroconf.async_close()
             await outbox.close()
+            self.notifier.close()
             log.info("stopped")
 
+    def _new_credentials(self, new: Credentials, stop: asyncio.Event) -> None:
+        """Credentials changed on disk: take a new token at once; a new identity needs a restart."""
+        old = self.credentials
+        if (new.agent_id, new.store_id, new.cloud_url) != (
+            old.agent_id,
+            old.store_id,
+            old.cloud_url,
+        ):
+            log.warning(
+                "re-enrolled as agent %s of store %s; restarting to take the new identity",
+                new.agent_id,
+                new.store_id,
+            )
+            self.exit_code = EXIT_NEW_IDENTITY
+            stop.set()
+            return
+        self.credentials = new
+        register_secret(new.token)
+        if self.client is not None:
+            self.client.set_token(new.token)
+        log.info("new token loaded from the credentials file; retrying the cloud now")
+        for loop in (self.drain, self.heartbeat):
+            if loop is not None:
+                loop.wake()
 
-async def run_until_signalled(config: AgentConfig, credentials: Credentials) -> None:
-    """Run the agent until SIGTERM or SIGINT."""
+
+async def run_until_signalled(config: AgentConfig, credentials: Credentials) -> int:
+    """Run the agent until SIGTERM or SIGINT, telling systemd (if it listens); the exit code."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    await AgentRuntime(config, credentials).run(stop)
+    runtime = AgentRuntime(config, credentials, Notifier.from_env())
+    await runtime.run(stop)
+    return runtime.exit_code
 
 
 def _zeroconf_for(config: AgentConfig) -> Any:

@@ -50,11 +50,13 @@ async def enroll_agent(
 ) -> EnrollResponse:
     """Trade a code for new agent credentials; EnrollmentRefused for a bad code."""
     token = new_agent_token()
-    identity = await storage.enroll(
-        hash_code(request.code),
-        new_agent_id(),
+    args = (
         hash_secret(token),
         request.agent_info.model_dump(mode="json"),
         now or datetime.now(UTC),
     )
+    if request.agent_id is not None:  # re-enrollment: same identity, fresh token
+        identity = await storage.reenroll(hash_code(request.code), request.agent_id, *args)
+    else:
+        identity = await storage.enroll(hash_code(request.code), new_agent_id(), *args)
     return EnrollResponse(agent_id=identity.agent_id, store_id=identity.store_id, token=token)

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from cloud.views import admin, enroll, health, heartbeat, ingest
+from cloud.views import admin, agent_self, enroll, health, heartbeat, ingest
 
 
 def setup_routes(app: web.Application) -> None:
@@ -10,6 +10,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/enroll", enroll.post_enroll, name="enroll")
     app.router.add_post("/v1/events", ingest.post_events, name="events")
     app.router.add_post("/v1/heartbeat", heartbeat.post_heartbeat, name="heartbeat")
+    app.router.add_get("/v1/agent", agent_self.get_agent, name="agent_self")
+    app.router.add_post("/v1/token/rotate", agent_self.post_rotate, name="token_rotate")
     app.router.add_get("/api/stores", admin.get_stores, name="stores")
     app.router.add_get("/api/stores/{store_id}", admin.get_store, name="store")
     app.router.add_get("/api/events", admin.get_events, name="events_list")

@@ -47,10 +47,15 @@ class AgentInfo(_Wire):
 
 
 class EnrollRequest(_Wire):
-    """POST /v1/enroll body: a single-use code traded for credentials."""
+    """POST /v1/enroll body: a single-use code traded for credentials.
+
+    `agent_id` re-enrolls an existing agent of the code's store under a fresh token (its
+    outbox, stamped with that id, stays deliverable); without it a new agent is made.
+    """
 
     code: Annotated[str, Field(min_length=4, max_length=64)]
     agent_info: AgentInfo = AgentInfo()
+    agent_id: Id | None = None
 
 
 class EnrollResponse(_Wire):
@@ -59,6 +64,14 @@ class EnrollResponse(_Wire):
     agent_id: Id
     store_id: Id
     token: str
+
+
+class AgentSelf(_Wire):
+    """GET /v1/agent: who the bearer token belongs to, and the cloud's clock."""
+
+    agent_id: Id
+    store_id: Id
+    server_time: AwareDatetime
 
 
 class DeviceHealth(_Wire):

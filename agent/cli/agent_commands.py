@@ -1,8 +1,7 @@
-"""`storeedge agent …`: enroll and run."""
+"""`storeedge agent …`: enroll and run; the field-engineer tools live in field_commands."""
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,16 +21,32 @@ def register(commands: Any) -> None:
     enroll.add_argument(
         "--state-dir", type=Path, help="override [agent].state_dir (before a config exists)"
     )
+    enroll.add_argument(
+        "--new-identity",
+        action="store_true",
+        help="enroll as a new agent even if this box has credentials (default: keep its id)",
+    )
     enroll.set_defaults(func=_enroll)
 
     run = sub.add_parser("run", help="run the agent until SIGTERM")
     run.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH)
     run.set_defaults(func=_run)
 
+    from agent.cli import field_commands
+
+    field_commands.register(sub)
+
 
 def _enroll(args: argparse.Namespace) -> int:
     from agent.config import load_config
-    from agent.credentials import EnrollmentError, enroll, save_credentials
+    from agent.credentials import (
+        EnrollmentError,
+        credentials_lock,
+        enroll,
+        load_credentials,
+        save_credentials,
+    )
+    from agent.diagnostics.offline import outbox_backlog
     from agent.errors import ConfigError
 
     state_dir: Path | None = args.state_dir
@@ -42,16 +57,34 @@ def _enroll(args: argparse.Namespace) -> int:
             print(f"error: {exc}\n(or pass --state-dir)", file=sys.stderr)
             return 2
     try:
-        credentials = asyncio.run(enroll(args.cloud, args.code))
+        previous = load_credentials(state_dir)
+    except ConfigError:
+        previous = None
+    # Re-enrollment keeps the agent id: events already in the outbox carry it, and the cloud
+    # only accepts them from a token of that agent.
+    keep = None if previous is None or args.new_identity else previous.agent_id
+    try:
+        with credentials_lock(state_dir):
+            credentials = asyncio.run(enroll(args.cloud, args.code, agent_id=keep))
+            path = save_credentials(state_dir, credentials)
     except EnrollmentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    path = save_credentials(state_dir, credentials)
+    again = "re-enrolled" if keep else "enrolled"
     print(
-        f"enrolled as agent {credentials.agent_id} of store {credentials.store_id}; "
+        f"{again} as agent {credentials.agent_id} of store {credentials.store_id}; "
         f"credentials saved to {path} (0600)",
         file=sys.stderr,
     )
+    if previous is not None and previous.agent_id != credentials.agent_id:
+        backlog = outbox_backlog(state_dir)
+        if backlog and backlog[0]:
+            print(
+                f"warning: {backlog[0]} events in the outbox belong to agent "
+                f"{previous.agent_id}; the cloud will reject them under the new identity and "
+                "they will be kept as dead letters",
+                file=sys.stderr,
+            )
     return 0
 
 
@@ -67,9 +100,8 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.agent.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    asyncio.run(run_until_signalled(config, credentials))
-    return 0
+    from agent.logs import register_secret, setup_logging
+
+    setup_logging(config.agent.log_level, config.logging.levels, config.logging.format)
+    register_secret(credentials.token)
+    return asyncio.run(run_until_signalled(config, credentials))

@@ -76,6 +76,7 @@ class IngestClient:
     ) -> None:
         self._base = credentials.cloud_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {credentials.token}"}
+        self.timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(10.0, timeout_s))
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
@@ -101,6 +102,10 @@ class IngestClient:
             return HeartbeatResponse.model_validate(data)
         except ValidationError as exc:
             raise RetryableError(f"cloud answered an unreadable heartbeat: {exc}") from exc
+
+    def set_token(self, token: str) -> None:
+        """Use `token` from the next request on (rotation, re-enrollment)."""
+        self._headers = {"Authorization": f"Bearer {token}"}
 
     async def close(self) -> None:
         """Close the session. Idempotent."""

@@ -1,6 +1,7 @@
 """The one drain worker: oldest batch → gzip → POST → apply per-event results (guarantees 2–6)."""
 
 import asyncio
+import contextlib
 import enum
 import gzip
 import logging
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never
 
+from agent.liveness import Pulse
 from agent.outbox import Outbox, StoredEvent
 from agent.sync.backoff import FullJitterRetryAfter
 from agent.sync.client import (
@@ -74,17 +76,24 @@ class DrainWorker:
         self._wait = FullJitterRetryAfter(backoff_base_s, backoff_cap_s)
         self.state = SyncState.IDLE
         self.counters = SyncCounters()
+        # Wall-clock time the cloud first refused our token, until a batch gets through again.
+        self.unauthorized_since: float | None = None
         self.progress = asyncio.Event()  # set after every applied batch, for waiters in tests
+        # Promises the watchdog holds the loop to: each wait below says how long it may take.
+        self.pulse = Pulse("sync")
+        self._wake = asyncio.Event()
 
     async def run(self) -> None:
         """Drain until cancelled."""
         prepared: _Prepared | None = None
         try:
             while True:
+                self.pulse.beat()
                 if prepared is None:
                     prepared = await self._prepare(after=0)
                     if prepared is None:
                         self.state = SyncState.IDLE
+                        self.pulse.beat(IDLE_POLL_S)
                         await self._outbox.wait_for_events(IDLE_POLL_S)
                         continue
                 # Read and gzip the next batch while this one is on the wire. Still one
@@ -102,6 +111,17 @@ class DrainWorker:
                     prepared = None
         finally:
             self.state = SyncState.STOPPED
+            self.pulse.park()
+
+    def wake(self) -> None:
+        """Cut the current backoff short (new credentials: the next try may well succeed)."""
+        self._wake.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     async def _prepare(self, after: int) -> "_Prepared | None":
         batch = await self._outbox.read_batch(self._max_events, self._max_bytes, after)
@@ -123,6 +143,7 @@ class DrainWorker:
                 f"cloud answered {len(response.results)} results for {len(batch)} events"
             )
             log.error("%s; retrying the batch", self.counters.last_error)
+            self.pulse.beat(self._wait.cap)
             await asyncio.sleep(self._wait.cap)
             return False
         await self._apply(batch, response)
@@ -134,11 +155,13 @@ class DrainWorker:
             retry=retry_if_exception_type(RetryableError),
             stop=stop_never,  # guarantee 4: no give-up deadline
             before_sleep=self._before_sleep,
+            sleep=self._sleep,
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
                 self.state = SyncState.SENDING
+                self.pulse.beat(self._client.timeout_s)
                 return await self._client.post_events(gzipped)
         raise AssertionError("unreachable: stop_never")  # pragma: no cover
 
@@ -148,11 +171,14 @@ class DrainWorker:
         self.counters.last_error = str(error)
         if isinstance(error, UnauthorizedError):
             self.state = SyncState.UNAUTHORIZED
+            if self.unauthorized_since is None:
+                self.unauthorized_since = time.time()
         elif isinstance(error, MisconfiguredError):
             self.state = SyncState.MISCONFIGURED
         else:
             self.state = SyncState.BACKING_OFF
         sleep = retry_state.upcoming_sleep
+        self.pulse.beat(sleep)
         log.warning(
             "sync attempt %d failed (%s); retry in %.1fs", retry_state.attempt_number, error, sleep
         )
@@ -177,6 +203,7 @@ class DrainWorker:
     async def _apply(self, batch: Sequence[StoredEvent], response: BatchResponse) -> None:
         delivered: list[int] = []
         rejected: list[tuple[int, str]] = []
+        self.pulse.beat()
         for row, result in zip(batch, response.results, strict=True):
             if result.status == "rejected":
                 rejected.append((row.seq, result.reason or "rejected without a reason"))
@@ -194,6 +221,7 @@ class DrainWorker:
         self.counters.batches += 1
         self.counters.last_sync_at = time.time()
         self.counters.last_error = None
+        self.unauthorized_since = None
         self.progress.set()
 
 

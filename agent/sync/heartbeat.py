@@ -1,6 +1,7 @@
 """Periodic heartbeats: backlog, losses, device states and the agent's clock offset."""
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -9,8 +10,10 @@ from datetime import UTC, datetime
 
 from agent import __version__
 from agent.errors import SyncError
+from agent.liveness import Pulse
 from agent.outbox import Outbox, oldest_age_s
-from agent.sync.client import IngestClient, RetryableError
+from agent.sync.backoff import SLOW_RETRY_S
+from agent.sync.client import IngestClient, RetryableError, UnauthorizedError
 from agent.sync.drain import DrainWorker
 from protocol.wire import DeviceHealth, Heartbeat
 
@@ -39,13 +42,35 @@ class HeartbeatLoop:
         self.clock_offset_s: float | None = None
         self.last_ok_at: float | None = None
         self.last_error: str | None = None
+        # Wall-clock time the cloud first refused our token, until it accepts one again.
+        self.unauthorized_since: float | None = None
+        self.pulse = Pulse("heartbeat")
+        self._wake = asyncio.Event()
 
     async def run(self) -> None:
         """Heartbeat until cancelled; a failed beat waits for the next (or for Retry-After)."""
+        try:
+            await self._run()
+        finally:
+            self.pulse.park()
+
+    def wake(self) -> None:
+        """Beat now rather than at the next interval (new credentials)."""
+        self._wake.set()
+
+    async def _run(self) -> None:
         while True:
             delay = self._interval * random.uniform(1 - JITTER, 1 + JITTER)
+            self.pulse.beat(self._client.timeout_s)
             try:
                 await self.beat()
+            except UnauthorizedError as exc:
+                # A revoked token does not heal by itself: ask rarely, like the drain does.
+                if self.unauthorized_since is None:
+                    self.unauthorized_since = time.time()
+                    log.error("cloud refused this agent's token: %s; still buffering", exc)
+                self.last_error = str(exc)
+                delay = max(delay, SLOW_RETRY_S)
             except RetryableError as exc:
                 self.last_error = str(exc)
                 delay = max(delay, exc.retry_after or 0.0)
@@ -53,7 +78,11 @@ class HeartbeatLoop:
             except SyncError as exc:
                 self.last_error = str(exc)
                 log.warning("heartbeat refused: %s", exc)
-            await asyncio.sleep(delay)
+            self.pulse.beat(delay)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def beat(self) -> None:
         """Send one heartbeat now."""
@@ -66,6 +95,9 @@ class HeartbeatLoop:
         self.clock_offset_s = round(server - (sent + received) / 2, 3)
         self.last_ok_at = received
         self.last_error = None
+        if self.unauthorized_since is not None:
+            log.warning("cloud accepts this agent's token again")
+        self.unauthorized_since = None
 
     async def build(self) -> Heartbeat:
         """The heartbeat as it would be sent now."""

@@ -65,6 +65,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX events_store_kind ON events(store_id, kind, id);
     CREATE INDEX events_kind ON events(kind, id);
     """,
+    # 2: token rotation: a staged token, promoted to token_hash by its first use.
+    """
+    ALTER TABLE agents ADD COLUMN next_token_hash TEXT;
+    CREATE UNIQUE INDEX agents_next_token ON agents(next_token_hash)
+        WHERE next_token_hash IS NOT NULL;
+    """,
 )
 
 

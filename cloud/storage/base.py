@@ -140,8 +140,34 @@ class Storage(Protocol):
         Raises EnrollmentRefused with a reason when the code is unknown, used or expired.
         """
 
+    async def reenroll(
+        self,
+        code_hash: str,
+        agent_id: str,
+        token_hash: str,
+        agent_info: dict[str, Any],
+        now: datetime,
+    ) -> AgentIdentity:
+        """Atomically spend the code and give `agent_id` a fresh token (un-revoking it).
+
+        An agent id unknown to storage is registered under the code's store. Raises
+        EnrollmentRefused for a bad code, or when `agent_id` belongs to another store (the
+        code is then not spent).
+        """
+
+    async def rotate_token(self, agent_id: str, next_token_hash: str, now: datetime) -> bool:
+        """Stage a new token for an active agent; False when it is unknown or revoked.
+
+        The current token keeps working until the staged one is first presented to
+        `authenticate`, which then promotes it and retires the old: an answer lost on the way
+        to the agent cannot lock it out. Staging again replaces an unused staged token.
+        """
+
     async def authenticate(self, token_hash: str) -> AgentIdentity | None:
-        """The agent owning this token hash, or None when unknown or revoked."""
+        """The agent owning this token hash (current or staged), or None when unknown/revoked.
+
+        A staged token (see `rotate_token`) is promoted to current by its first use.
+        """
 
     async def revoke_agent(self, agent_id: str, now: datetime) -> bool:
         """Revoke an agent's token; True when an active agent was revoked."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from cloud.errors import EnrollmentRefused
 from cloud.storage._schema import migrate
 from cloud.storage._sqlite_sql import (
     AGENT_COLUMNS,
@@ -109,15 +110,89 @@ class SqliteStorage:
 
         return await self._thread.run(work)
 
+    async def reenroll(
+        self,
+        code_hash: str,
+        agent_id: str,
+        token_hash: str,
+        agent_info: dict[str, Any],
+        now: datetime,
+    ) -> AgentIdentity:
+        """Spend the code and re-key `agent_id` (or register it) in one transaction."""
+        now_us = to_us(now)
+        info = orjson.dumps(agent_info).decode()
+
+        def work(conn: sqlite3.Connection) -> AgentIdentity:
+            with write(conn):
+                spent = conn.execute(
+                    "UPDATE enroll_codes SET used_at = ?, used_by = ? WHERE code_hash = ?"
+                    " AND used_at IS NULL AND expires_at > ? RETURNING store_id",
+                    (now_us, agent_id, code_hash, now_us),
+                ).fetchall()
+                if not spent:
+                    raise refusal(conn, code_hash)
+                ((store_id,),) = spent
+                row = conn.execute(
+                    "SELECT store_id FROM agents WHERE agent_id = ?", (agent_id,)
+                ).fetchone()
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO agents (agent_id, store_id, token_hash, agent_info,"
+                        " enrolled_at) VALUES (?, ?, ?, ?, ?)",
+                        (agent_id, store_id, token_hash, info, now_us),
+                    )
+                elif row[0] != store_id:
+                    # Raising rolls the transaction back: the code stays unspent.
+                    raise EnrollmentRefused(
+                        f"agent {agent_id} belongs to store {row[0]}, this code is for store"
+                        f" {store_id}; enroll as a new agent instead",
+                        key="agent_other_store",
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE agents SET token_hash = ?, next_token_hash = NULL,"
+                        " revoked_at = NULL, agent_info = ? WHERE agent_id = ?",
+                        (token_hash, info, agent_id),
+                    )
+            return AgentIdentity(agent_id, store_id)
+
+        return await self._thread.run(work)
+
+    async def rotate_token(self, agent_id: str, next_token_hash: str, now: datetime) -> bool:
+        """Stage `next_token_hash` for an active agent; the current token stays valid."""
+        del now  # the staged token has no expiry: it waits for the agent's next request
+
+        def work(conn: sqlite3.Connection) -> bool:
+            with write(conn):
+                cursor = conn.execute(
+                    "UPDATE agents SET next_token_hash = ? WHERE agent_id = ?"
+                    " AND revoked_at IS NULL",
+                    (next_token_hash, agent_id),
+                )
+            return cursor.rowcount == 1
+
+        return await self._thread.run(work)
+
     async def authenticate(self, token_hash: str) -> AgentIdentity | None:
-        """The active agent owning this token hash, or None."""
+        """The active agent owning this token hash, or None; a staged token is promoted."""
 
         def work(conn: sqlite3.Connection) -> AgentIdentity | None:
             row = conn.execute(
-                "SELECT agent_id, store_id FROM agents WHERE token_hash = ? AND revoked_at IS NULL",
-                (token_hash,),
+                "SELECT agent_id, store_id, token_hash = ? FROM agents"
+                " WHERE (token_hash = ? OR next_token_hash = ?) AND revoked_at IS NULL",
+                (token_hash, token_hash, token_hash),
             ).fetchone()
-            return None if row is None else AgentIdentity(row[0], row[1])
+            if row is None:
+                return None  # forged tokens never take the write lock
+            if not row[2]:
+                with write(conn):
+                    # First use of a staged token: it becomes the only valid one.
+                    conn.execute(
+                        "UPDATE agents SET token_hash = next_token_hash, next_token_hash = NULL"
+                        " WHERE agent_id = ? AND next_token_hash = ?",
+                        (row[0], token_hash),
+                    )
+            return AgentIdentity(row[0], row[1])
 
         return await self._thread.run(work)
 
@@ -127,7 +202,8 @@ class SqliteStorage:
         def work(conn: sqlite3.Connection) -> bool:
             with write(conn):
                 cursor = conn.execute(
-                    "UPDATE agents SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL",
+                    "UPDATE agents SET revoked_at = ?, next_token_hash = NULL"
+                    " WHERE agent_id = ? AND revoked_at IS NULL",
                     (to_us(now), agent_id),
                 )
             return cursor.rowcount == 1

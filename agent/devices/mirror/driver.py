@@ -15,7 +15,7 @@ from zeroconf.asyncio import AsyncZeroconf
 
 from agent.config import MirrorConfig
 from agent.devices.base import EventSink
-from agent.devices.mirror.client import EventSocket, MirrorClient
+from agent.devices.mirror.client import REQUEST_TIMEOUT_S, EventSocket, MirrorClient
 from agent.devices.mirror.cursor import Cursor, cursor_path, load_cursor, save_cursor
 from agent.devices.mirror.discovery import MirrorAddress, MirrorDiscovery
 from agent.devices.mirror.errors import MirrorError, MirrorProtocolError, MirrorUnavailableError
@@ -23,6 +23,7 @@ from agent.devices.mirror.records import RECORDINGS, occurred_at
 from agent.devices.mirror.states import DEVICE_STATE, TRANSITIONS, ConnState
 from agent.devices.mirror.stream import SKIP_REASONS, MirrorStream
 from agent.devices.scanner.flood import FloodGuard
+from agent.liveness import Pulse
 from protocol.events import DeviceStatusPayload
 from protocol.mirror_api import (
     SERVICE_TYPE,
@@ -99,6 +100,7 @@ class MirrorDriver:
         self._discovery: MirrorDiscovery | None = None
         self._address: MirrorAddress | None = None  # where the last stream was subscribed
         self._running = False
+        self.pulse = Pulse(self.device_id)
 
     async def run(self) -> None:
         """Follow the mirror until cancelled; re-raises only a sink failure (the outbox's)."""
@@ -128,6 +130,7 @@ class MirrorDriver:
                 log.exception("%s: could not flush counters on stop", self.device_id)
             self._state, self._condition, self._detail = ConnState.DISCONNECTED, "stopped", ""
             self._running = False
+            self.pulse.park()
 
     def health(self) -> DeviceHealth:
         """State, condition and counters as of now."""
@@ -156,6 +159,7 @@ class MirrorDriver:
     async def _serve(self) -> None:
         attempt = 0
         while True:
+            self.pulse.beat(DISCOVERY_TIMEOUT_S)
             address = await self._locate()
             if address is None:
                 await self._fire("not_found", f"{self.mirror_id} not announced on mDNS")
@@ -179,6 +183,7 @@ class MirrorDriver:
         return await self._discovery.wait_for(self.mirror_id, DISCOVERY_TIMEOUT_S)
 
     async def _pause(self, delay: float, address: MirrorAddress | None) -> None:
+        self.pulse.beat(delay)
         if self._discovery is None:
             await asyncio.sleep(delay)
         else:  # a mirror announced again (rebooted, moved, new lease) is retried at once
@@ -188,6 +193,7 @@ class MirrorDriver:
         """Subscribe at `address` and record until the stream ends (raises MirrorError)."""
         assert self._client is not None
         assert self._stream is not None
+        self.pulse.beat(2 * REQUEST_TIMEOUT_S)  # /info, then the subscription
         info = await self._client.info(address)
         if info.id != self.mirror_id:
             raise MirrorProtocolError(f"this is mirror {info.id!r}, not {self.mirror_id!r}")
@@ -196,6 +202,7 @@ class MirrorDriver:
         socket = await self._client.subscribe(address, self._stream.subscribe_params())
         try:
             while True:
+                self.pulse.beat(TICK_S)
                 try:
                     frame = await socket.receive(TICK_S)
                 except TimeoutError:

@@ -20,6 +20,7 @@ from agent.devices.printer.link import Link, LinkLost, SerialLink, TcpLink
 from agent.devices.printer.queue import QUEUE_FILE, Job
 from agent.devices.printer.session import PrinterSession
 from agent.devices.printer.status import CONDITIONS, Junk, PrinterStatus
+from agent.liveness import Pulse
 from protocol.events import DeviceStatusPayload
 from protocol.wire import DeviceHealth
 
@@ -103,6 +104,7 @@ class EscPosPrinter:
         self.jobs = JobLedger(self.device_id, queue_path, sink, self._counters,
                               config.max_job_bytes)  # fmt: skip
         self._running = False
+        self.pulse = Pulse(self.device_id)
 
     async def submit(self, job_id: str, template: str, data: bytes) -> Job:
         """Queue `data` durably under `job_id` and return it; the same job_id again is a no-op.
@@ -136,19 +138,24 @@ class EscPosPrinter:
         self._running = True
         self._state = ConnState.CONNECTING
         try:
+            self.pulse.beat()
             await self.jobs.recover()
             attempt = 0
             while True:
                 opened_at = time.monotonic()
+                self.pulse.beat(getattr(self._config, "connect_timeout_s", 0.0))
                 try:
                     await self._connect_and_serve()
                 except LinkLost as exc:
                     await self._fire("lost" if self._announced else "open_failed", str(exc))
                 if time.monotonic() - opened_at >= RECONNECT_STABLE_S:
                     attempt = 0
-                await asyncio.sleep(reconnect_delay(attempt, self._rng))
+                delay = reconnect_delay(attempt, self._rng)
+                self.pulse.beat(delay)
+                await asyncio.sleep(delay)
                 attempt += 1
         finally:
+            self.pulse.park()
             self._state, self._condition, self._detail = ConnState.OFFLINE, "stopped", ""
             self._running = False
             await self.aclose()
@@ -184,6 +191,7 @@ class EscPosPrinter:
     async def _poll(self, session: PrinterSession) -> PrinterStatus | None:
         """One status poll, applied; None if the answer was junk or missing."""
         self._counters["status_polls"] += 1
+        self.pulse.beat(self._config.status_timeout_s)
         try:
             status = await session.poll(self._config.status_timeout_s)
         except StatusError as exc:
@@ -218,6 +226,7 @@ class EscPosPrinter:
         log.warning("%s: status junk %s (%s)", self.device_id, item.data.hex(" "), item.reason)
 
     async def _idle(self, seconds: float) -> None:
+        self.pulse.beat(seconds)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
@@ -247,6 +256,7 @@ class EscPosPrinter:
         by_id = self._config.confirm == "process_id"
         done = session.expect_done(pid) if by_id else None
         try:
+            self.pulse.beat(self._config.write_timeout_s)
             await session.send(job.data + (escpos.process_id(pid) if by_id else b""))
             self._counters["bytes_sent"] += len(job.data)
             await self._confirm(session, done)
@@ -266,6 +276,7 @@ class EscPosPrinter:
         while True:
             started = time.monotonic()
             wait_s = min(self._config.poll_interval_s, max(budget, 0.0))
+            self.pulse.beat(wait_s)
             if done is not None:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait_s):

@@ -21,6 +21,7 @@ from agent.devices.scanner.framer import Frame
 from agent.devices.scanner.hid import EVENT, HidDecoder, HidScan
 from agent.devices.scanner.reporter import ScanReporter, backoff_delay
 from agent.devices.scanner.serial_driver import ConnState
+from agent.liveness import Pulse
 from protocol.wire import DeviceHealth
 
 # _IOW('E', 0x90, int) from linux/input.h: exclusive access, so keystrokes reach no console,
@@ -61,6 +62,7 @@ class HidScanner:
         self._grab_failed = 0
         self._rng = random.Random()
         self._running = False
+        self.pulse = Pulse(self.device_id)
 
     async def run(self) -> None:
         """Keep the device open until cancelled; re-raises only a sink failure (the outbox)."""
@@ -73,6 +75,7 @@ class HidScanner:
             await self._serve(loop)
         finally:
             self._running = False
+            self.pulse.park()
             await self._reporter.close(loop.time())
 
     def health(self) -> DeviceHealth:
@@ -83,11 +86,12 @@ class HidScanner:
     async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         report, attempt = self._reporter, 0
         while True:
+            self.pulse.beat()
             try:
                 fd, note = await _off_loop_open(loop, self._config.path, self._config.grab)
             except OSError as exc:
                 await report.fire("open_failed", str(exc))
-                await asyncio.sleep(self._delay(attempt))
+                await self._pause(attempt)
                 attempt += 1
                 continue
             opened_at = loop.time()
@@ -103,8 +107,13 @@ class HidScanner:
             if loop.time() - opened_at >= RECONNECT_STABLE_S:
                 attempt = 0
             await report.fire("lost", lost)
-            await asyncio.sleep(self._delay(attempt))
+            await self._pause(attempt)
             attempt += 1
+
+    async def _pause(self, attempt: int) -> None:
+        delay = self._delay(attempt)
+        self.pulse.beat(delay)
+        await asyncio.sleep(delay)
 
     async def _session(self, fd: int, loop: asyncio.AbstractEventLoop) -> str:
         """Decode until the device goes away; return why."""
@@ -149,6 +158,8 @@ class HidScanner:
                 if report.busy:
                     tick_at = loop.time() + TICK_S
                     due = tick_at if due is None else min(due, tick_at)
+                # No keys and no deadline: the scanner is simply unused, which owes nothing.
+                self.pulse.beat(None if due is None else max(0.0, due - loop.time()))
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout_at(due):
                         await wake.wait()

@@ -21,6 +21,7 @@ from agent.devices.scanner.decode import MAX_RAW_BYTES, decode_frame
 from agent.devices.scanner.flood import FloodGuard
 from agent.devices.scanner.framer import Frame, ScanFramer
 from agent.errors import DeviceError
+from agent.liveness import Pulse
 from protocol.events import DeviceStatusPayload, ScanPayload
 from protocol.wire import DeviceHealth
 
@@ -120,6 +121,7 @@ class SerialScanner:
         self._running = False
         self._unpersisted_drops = 0
         self._drops_flushed_at = 0.0
+        self.pulse = Pulse(self.device_id)  # beaten by the reader thread; read by the watchdog
 
     async def run(self) -> None:
         """Read until cancelled; re-raises only a sink failure (the outbox, not the device)."""
@@ -147,6 +149,7 @@ class SerialScanner:
             with self._lock:
                 self._state, self._condition, self._detail = ConnState.OFFLINE, "stopped", None
             self._running = False
+            self.pulse.park()
         if self._error is not None:
             raise self._error
 
@@ -177,6 +180,7 @@ class SerialScanner:
     def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         attempt = 0
         while not self._stop.is_set():
+            self.pulse.beat()
             port = self._open(loop)
             if port is not None:
                 opened_at = time.monotonic()
@@ -188,7 +192,9 @@ class SerialScanner:
                 # fails at once (flaky cable, another reader) must not spin or flood events.
                 if time.monotonic() - opened_at >= RECONNECT_STABLE_S:
                     attempt = 0
-            self._stop.wait(reconnect_delay(attempt, self._rng))
+            delay = reconnect_delay(attempt, self._rng)
+            self.pulse.beat(delay)
+            self._stop.wait(delay)
             attempt += 1
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> Any:
@@ -221,6 +227,7 @@ class SerialScanner:
 
     def _read_until_lost(self, port: Any, loop: asyncio.AbstractEventLoop) -> None:
         while not self._stop.is_set():
+            self.pulse.beat(READ_TIMEOUT_S)  # a capture stuck on the outbox breaks this
             try:
                 # Block for one byte (up to READ_TIMEOUT_S), then take whatever else is there.
                 data: bytes = port.read(port.in_waiting or 1)

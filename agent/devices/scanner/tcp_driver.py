@@ -17,6 +17,7 @@ from agent.devices.base import EventSink
 from agent.devices.scanner.framer import ScanFramer
 from agent.devices.scanner.reporter import ScanReporter, backoff_delay
 from agent.devices.scanner.serial_driver import ConnState
+from agent.liveness import Pulse
 from protocol.wire import DeviceHealth
 
 # Redial backoff: a device server rebooting takes tens of seconds, so wait up to 30 s.
@@ -52,6 +53,7 @@ class TcpScanner:
         )
         self._rng = random.Random()
         self._running = False
+        self.pulse = Pulse(self.device_id)
 
     async def run(self) -> None:
         """Keep a link up until cancelled; re-raises only a sink failure (the outbox)."""
@@ -64,6 +66,7 @@ class TcpScanner:
             await self._serve(loop)
         finally:
             self._running = False
+            self.pulse.park()
             await self._reporter.close(loop.time())
 
     def health(self) -> DeviceHealth:
@@ -74,6 +77,7 @@ class TcpScanner:
         report = self._reporter
         attempt, redial, lost = 0, False, ""
         while True:
+            self.pulse.beat(self._config.connect_timeout_s)
             try:
                 reader, writer = await self._dial()
             except OSError as exc:
@@ -83,7 +87,7 @@ class TcpScanner:
                 else:
                     await report.fire("open_failed", f"{where}: {_describe(exc)}")
                 redial = False
-                await asyncio.sleep(self._delay(attempt))
+                await self._pause(attempt)
                 attempt += 1
                 continue
             opened_at = loop.time()
@@ -99,8 +103,13 @@ class TcpScanner:
                 continue
             redial = False
             await report.fire("lost", lost)
-            await asyncio.sleep(self._delay(attempt))
+            await self._pause(attempt)
             attempt += 1
+
+    async def _pause(self, attempt: int) -> None:
+        delay = self._delay(attempt)
+        self.pulse.beat(delay)
+        await asyncio.sleep(delay)
 
     async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         c = self._config
@@ -127,6 +136,8 @@ class TcpScanner:
                 if report.busy:
                     deadlines.append(now + TICK_S)
                 due = min((d for d in deadlines if d is not None), default=None)
+                # A quiet link may stay quiet for hours: no promise then (keepalive watches it).
+                self.pulse.beat(None if due is None else max(0.0, due - now))
                 data: bytes | None = None
                 timeout = asyncio.timeout_at(due)
                 try:

@@ -1,0 +1,1 @@
+"""Field-engineer tools: doctor, discover, test-print, test-scan, status (docs/FIELD-GUIDE.md)."""
