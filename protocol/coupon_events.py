@@ -21,12 +21,14 @@ Fingerprint = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
 TokenReason: TypeAlias = Literal[
     "bad_format", "unknown_key", "bad_signature", "expired", "not_yet_valid", "wrong_store"
 ]
-# Why the agent refused a coupon: a token reason, or one its ledger and policies decide.
+# Why the agent refused a coupon: a token reason, or one its ledger, policies or the cloud's
+# reservation decide (`unknown_coupon`: genuinely signed, but the cloud never issued it).
 CouponRejectReason: TypeAlias = Literal[
     TokenReason,
     "already_redeemed_here",
     "already_redeemed_elsewhere",
     "over_offline_limit",
+    "unknown_coupon",
 ]
 TOKEN_REASONS: Final[tuple[str, ...]] = get_args(TokenReason)
 REJECT_REASONS: Final[tuple[str, ...]] = get_args(CouponRejectReason)

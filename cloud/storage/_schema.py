@@ -6,6 +6,8 @@ Never edit a released migration; append a new one.
 
 import sqlite3
 
+from cloud.storage._coupon_schema import COUPONS_V1
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: fleet registry and event log.
     """
@@ -65,6 +67,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX events_store_kind ON events(store_id, kind, id);
     CREATE INDEX events_kind ON events(kind, id);
     """,
+    # 2: coupon campaigns, keys, issued coupons, fleet-wide holds and reconciliation.
+    COUPONS_V1,
 )
 
 

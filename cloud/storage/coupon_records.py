@@ -148,6 +148,7 @@ class RedemptionRecord:
     staff_id: str | None
     occurred_at: datetime
     received_at: datetime
+    single_use: bool = True
 
 
 @dataclass(frozen=True, slots=True)
