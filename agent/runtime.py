@@ -4,10 +4,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig
+from agent.coupons.service import CouponService
+from agent.coupons.sink import CouponSink
 from agent.devices.base import Driver
 from agent.devices.registry import DeviceContext, build_driver
 from agent.outbox import Identity, Outbox
@@ -32,11 +35,15 @@ class AgentRuntime:
         self.drivers: list[Driver] = []
         self.drain: DrainWorker | None = None
         self.heartbeat: HeartbeatLoop | None = None
+        self.coupons: CouponService | None = None
         self.started = asyncio.Event()
 
     def device_health(self) -> list[DeviceHealth]:
-        """Every driver's current health, in config order."""
-        return [driver.health() for driver in self.drivers]
+        """Every driver's current health, in config order, then the coupon service's."""
+        health = [driver.health() for driver in self.drivers]
+        if self.coupons is not None:
+            health.append(self.coupons.health())
+        return health
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; on return everything committed is on disk and closed."""
@@ -62,12 +69,18 @@ class AgentRuntime:
         self.heartbeat = HeartbeatLoop(
             outbox, client, self.drain, self.device_health, cloud.heartbeat_interval_s
         )
+        voucher = self._submit_voucher if self.config.coupons.voucher_printer else None
+        self.coupons = CouponService(self.config, self.credentials, outbox, state_dir, voucher)
+        # Drivers capture through the coupon sink: coupon scans, staff badges and mirror
+        # coupon claims reach the coupon flow once their own event is durable.
+        sink = CouponSink(outbox, self.coupons.flow)
         zeroconf = _zeroconf_for(self.config)
         context = DeviceContext(state_dir=state_dir, zeroconf=zeroconf, scan=self.config.scan)
-        self.drivers = [build_driver(device, outbox, context) for device in self.config.devices]
+        self.drivers = [build_driver(device, sink, context) for device in self.config.devices]
         tasks = [
             asyncio.create_task(supervise("drain", self.drain.run), name="drain"),
             asyncio.create_task(supervise("heartbeat", self.heartbeat.run), name="heartbeat"),
+            asyncio.create_task(supervise("coupons", self.coupons.run), name="coupons"),
             *(
                 asyncio.create_task(supervise(d.device_id, d.run), name=d.device_id)
                 for d in self.drivers
@@ -92,6 +105,14 @@ class AgentRuntime:
                 await zeroconf.async_close()
             await outbox.close()
             log.info("stopped")
+
+    async def _submit_voucher(self, job_id: str, template: str, fields: Mapping[str, Any]) -> Any:
+        """Queue a voucher on the configured printer (its queue makes job_id idempotent)."""
+        wanted = self.config.coupons.voucher_printer
+        for driver in self.drivers:
+            if driver.device_id == wanted:
+                return await driver.submit_template(job_id, template, fields)  # type: ignore[attr-defined]
+        raise LookupError(f"voucher printer {wanted!r} is not running")
 
 
 async def run_until_signalled(config: AgentConfig, credentials: Credentials) -> None:
