@@ -171,6 +171,9 @@ async def test_reservation_is_single_use_across_stores(
     assert (await reserve(client, a, coupon["token"], rid))[1]["status"] == "reserved"
     status, answer = await reserve(client, b, coupon["token"])
     assert (status, answer["status"], answer["store_id"]) == (409, "already_redeemed", "store-a")
+    held = await admin_get(client, f"/api/coupons/{coupon['coupon_id']}")
+    assert held["held_by"]["store_id"] == "store-a"
+    assert (held["held_by"]["redemption_id"], held["held_by"]["via"]) == (rid, "reservation")
 
 
 async def test_concurrent_reservations_from_many_stores_have_one_winner(
