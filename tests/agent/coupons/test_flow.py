@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.config import CouponSection
 from agent.coupons import ledger
+from hardware.netfault import Fault, FaultPlan, FaultProxy
 from protocol.coupons import encode_token, parse_token
 
 
@@ -205,3 +207,32 @@ async def test_staff_badge_attributes_redemptions_until_logout(
     redeemed = await store.events("coupon.redeemed")
     assert [p["staff_id"] for p in redeemed] == ["STAFF-0042", None, None]
     await store.close()
+
+
+async def test_a_slow_cloud_costs_one_short_timeout_then_redeeming_stays_local(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    campaign = await cloud.campaign()
+    tokens = await cloud.issue(campaign, count=3, value=100)
+    credentials = await cloud.enroll("store-a")
+    # Every reservation is held five times longer than the 300 ms the config allows.
+    plan = FaultPlan(rate=1.0, faults=(Fault.SLOW,), paths=("/v1/coupons/reserve",))
+    proxy = FaultProxy(cloud.url, plan, slow_s=1.5)
+    url = await proxy.start()
+    store = Store(dataclasses.replace(credentials, cloud_url=url), tmp_path / "store-a")
+    await store.open()
+    await store.refresh_config()
+    try:
+        started = time.monotonic()
+        first = await store.present(tokens[0])
+        first_s = time.monotonic() - started
+        started = time.monotonic()
+        second = await store.present(tokens[1])
+        second_s = time.monotonic() - started
+    finally:
+        await store.close()
+        await proxy.stop()
+    assert (first.status, first.mode, second.mode) == ("redeemed", "offline", "offline")
+    assert 0.25 <= first_s < 1.2  # the reservation timeout, not the cloud's 1.5 s
+    assert second_s < 0.25  # the link is OFFLINE: no second wait
+    assert proxy.injected["slow"] == 1
