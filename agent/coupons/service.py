@@ -1,8 +1,8 @@
 """Everything coupons need in one agent: config store and poller, flow, POS API, housekeeping."""
 
 import asyncio
-import contextlib
 import logging
+import random
 import time
 from pathlib import Path
 
@@ -20,7 +20,10 @@ from protocol.wire import DeviceHealth
 log = logging.getLogger(__name__)
 
 HEALTH_ID = "coupons"  # how the coupon service appears among the heartbeat's devices
-SWEEP_INTERVAL_S = 30.0  # staff timeouts are noticed at least this often
+SWEEP_INTERVAL_S = 30.0
+# A POS port taken by another program is retried with this backoff; scanners keep redeeming.
+POS_RETRY_INITIAL_S = 1.0
+POS_RETRY_MAX_S = 60.0  # staff timeouts are noticed at least this often
 PRUNE_INTERVAL_S = 6 * 3600.0
 _HEALTH_STATE: dict[ConfigState, DeviceState] = {
     ConfigState.CURRENT: "online",
@@ -50,20 +53,16 @@ class CouponService:
         )
         self._outbox = outbox
         self.pos_url: str | None = None
-        self.ready = asyncio.Event()  # set once the saved config is loaded and the POS listens
+        self.ready = asyncio.Event()  # set once the saved config is loaded
 
     async def run(self) -> None:
-        """Load the saved config, serve the POS API, poll the cloud, sweep; until cancelled."""
+        """Load the saved config, then poll the cloud, sweep and serve the POS; until cancelled."""
         await asyncio.to_thread(self.store.load)
-        async with contextlib.AsyncExitStack() as stack:
-            if self._pos is not None:
-                runner = await stack.enter_async_context(serve_pos(self._pos, self.flow))
-                host, port = runner.addresses[0][:2]
-                self.pos_url = f"http://{host}:{port}"
-                log.info("POS coupon API on %s", self.pos_url)
-            stack.push_async_callback(self.cloud.close)
-            self.ready.set()
-            await asyncio.gather(self.poller.run(), self._housekeeping())
+        self.ready.set()
+        try:
+            await asyncio.gather(self.poller.run(), self._housekeeping(), self._serve_pos())
+        finally:
+            await self.cloud.close()
 
     def health(self) -> DeviceHealth:
         """The coupon service as a heartbeat entry: config state and the flow's counters."""
@@ -79,6 +78,27 @@ class CouponService:
             detail=detail[:512] if detail else None,
             counters=counters,
         )
+
+    async def _serve_pos(self) -> None:
+        """Serve the POS API; a port that cannot be bound is retried, never fatal to coupons."""
+        if self._pos is None:
+            return
+        attempt = 0
+        while True:
+            try:
+                async with serve_pos(self._pos, self.flow) as runner:
+                    host, port = runner.addresses[0][:2]
+                    self.pos_url = f"http://{host}:{port}"
+                    log.info("POS coupon API on %s", self.pos_url)
+                    attempt = 0
+                    await asyncio.Event().wait()  # until cancelled
+            except OSError as exc:
+                self.flow.counters["pos_bind_failures"] += 1
+                delay = min(POS_RETRY_MAX_S, POS_RETRY_INITIAL_S * 2**attempt)
+                attempt += 1
+                log.error("POS API cannot listen on %s:%d (%s); retry in %.0fs",
+                          self._pos.host, self._pos.port, exc, delay)  # fmt: skip
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     async def _housekeeping(self) -> None:
         pruned_at = 0.0

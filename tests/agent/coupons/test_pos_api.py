@@ -120,3 +120,37 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def test_a_taken_pos_port_is_retried_and_never_stops_the_coupon_service(
+    cloud: Cloud, store: Store, tmp_path: Path
+) -> None:
+    import asyncio
+    import contextlib
+    import socket
+
+    from agent.config import AgentConfig, CloudSection
+    from agent.coupons.service import CouponService
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    config = AgentConfig(cloud=CloudSection(url=cloud.url), pos=PosSection(token=TOKEN, port=port))
+    assert store.outbox is not None
+    (tmp_path / "svc").mkdir()
+    service = CouponService(config, store.credentials, store.outbox, tmp_path / "svc")
+    task = asyncio.create_task(service.run())
+    try:
+        async with asyncio.timeout(10):
+            while not (service.flow.counters["pos_bind_failures"] and service.poller.last_ok_at):
+                await asyncio.sleep(0.02)  # the config still arrives while the port is taken
+            squatter.close()
+            while service.pos_url is None:
+                await asyncio.sleep(0.05)
+        assert service.pos_url == f"http://127.0.0.1:{port}"
+    finally:
+        squatter.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
