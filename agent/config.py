@@ -1,5 +1,6 @@
 """agent.toml: the local file that owns the hardware (DESIGN.md "Agent config")."""
 
+import ipaddress
 import re
 import tomllib
 from importlib import resources
@@ -128,6 +129,54 @@ class ScanSection(_Section):
         return self
 
 
+_DEVICE_ID = r"^[A-Za-z0-9_.:\-]{1,64}$"
+
+
+class CouponSection(_Section):
+    """[coupons]: offline redemption, the voucher printer and staff attribution."""
+
+    # Device id of the printer that prints a voucher for each redemption (none: no voucher).
+    voucher_printer: Annotated[str, Field(pattern=_DEVICE_ID)] | None = None
+    # Ask the cloud for an online reservation first; off, every redemption uses the offline
+    # policy (for a store whose uplink is metered or known bad).
+    reserve_online: bool = True
+    # How often the business config (keys, policies) is fetched; a 304 costs one round trip.
+    config_poll_interval_s: float = Field(default=60.0, ge=1, le=3600)
+    # A shopping guide's badge attributes redemptions at that device for this long after
+    # their last activity, unless they badge out (scan the badge again) first.
+    staff_session_timeout_s: float = Field(default=4 * 3600.0, gt=0, le=24 * 3600)
+    # Accepted clock error when checking valid_from/valid_to (the box may drift offline).
+    clock_leeway_s: int = Field(default=120, ge=0, le=3600)
+
+
+class PosSection(_Section):
+    """[pos]: the local coupon endpoint for the store's POS (docs/COUPONS.md "POS API")."""
+
+    # A literal loopback or private LAN address: the endpoint never faces the internet.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=1, le=65535)
+    token: Annotated[str, Field(min_length=16, max_length=256)]
+    # Peers allowed besides loopback, as CIDR networks (e.g. the till VLAN 192.168.10.0/24).
+    allowed_networks: list[str] = []
+
+    @model_validator(mode="after")
+    def _lan_only(self) -> "PosSection":
+        try:
+            address = ipaddress.ip_address(self.host)
+        except ValueError:
+            raise ValueError(f"host {self.host!r} must be a literal IP address") from None
+        if address.is_unspecified or not (address.is_loopback or address.is_private):
+            raise ValueError(f"host {self.host} is not a loopback or private LAN address")
+        for network in self.allowed_networks:
+            try:
+                net = ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"allowed_networks: {exc}") from None
+            if not (net.is_private or net.is_loopback):
+                raise ValueError(f"allowed_networks: {network} is not a private network")
+        return self
+
+
 class _PrinterSection(_Section):
     """What every ESC/POS receipt printer has, whatever the cable."""
 
@@ -241,6 +290,8 @@ class AgentConfig(_Section):
     scan: ScanSection = ScanSection()
     logging: LoggingSection = LoggingSection()
     status_page: StatusPageSection = StatusPageSection()
+    coupons: CouponSection = CouponSection()
+    pos: PosSection | None = None
     devices: list[DeviceConfig] = []
 
     def device_ids_unique(self) -> None:
@@ -250,6 +301,14 @@ class AgentConfig(_Section):
             if device.id in seen:
                 raise ConfigError(f"devices[{index}].id: duplicate device id {device.id!r}")
             seen.add(device.id)
+
+    def references_resolve(self) -> None:
+        """Raise ConfigError if a section names a device that is not declared."""
+        printer = self.coupons.voucher_printer
+        if printer is not None and not any(
+            d.id == printer and d.kind == "printer" for d in self.devices
+        ):
+            raise ConfigError(f"coupons.voucher_printer: no printer device with id {printer!r}")
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -273,6 +332,7 @@ def parse_config(text: str, source: str = "agent.toml") -> AgentConfig:
     except ValidationError as exc:
         raise ConfigError(_describe(exc, text, source)) from exc
     config.device_ids_unique()
+    config.references_resolve()
     return config
 
 

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from zeroconf.asyncio import AsyncZeroconf
@@ -16,6 +17,7 @@ from agent.config import (
     AgentConfig,
     AgentSection,
     CloudSection,
+    CouponSection,
     MirrorConfig,
     SerialScannerConfig,
     TcpPrinterConfig,
@@ -25,6 +27,9 @@ from agent.devices.printer.driver import EscPosPrinter
 from agent.outbox import oldest_age_s
 from agent.runtime import AgentRuntime
 from cloud.config import CloudConfig, new_admin_token
+from cloud.coupon_models import CampaignCreate, IssueRequest
+from cloud.coupons import create_campaign, issue
+from cloud.keys import COUPON_STORAGE
 from cloud.service import RunningCloud, start_cloud
 from hardware.emulators.mirror import MirrorEmulator, shopper_traffic
 from hardware.emulators.printer import PrinterEmulator
@@ -39,6 +44,12 @@ SCANS_PER_S = 3.0
 STATUS_EVERY_S = 1.0
 RECEIPT_EVERY_S = 20.0
 MIRROR_ID = "emu-mirror-1"
+# A shopper presents a coupon about this often; some are replays of one already used, and a
+# shopping guide badges in now and then, so every outcome shows up in the console.
+COUPON_EVERY_S = 6.0
+REPLAY_SHARE = 0.15
+DEMO_COUPONS = 300
+OFFLINE_LIMIT = 5000  # 50.00 CNY: the 80.00 coupons are refused while the cloud is down
 
 
 @dataclass
@@ -79,6 +90,23 @@ class DemoCloud:
             running, self._running = self._running, None
             await running.stop()
 
+    async def coupon_tokens(self) -> tuple[int, list[str]]:
+        """A running campaign with DEMO_COUPONS coupons, most of them under the offline limit."""
+        assert self._running is not None
+        coupons = self._running.app[COUPON_STORAGE]
+        now = datetime.now(UTC)
+        body = CampaignCreate(
+            name="Demo spring sale", currency="CNY", max_offline_value=OFFLINE_LIMIT,
+            valid_from=now - timedelta(hours=1), valid_to=now + timedelta(days=30),
+        )  # fmt: skip
+        campaign = await create_campaign(coupons, body)
+        tokens: list[str] = []
+        for value, share in ((2000, 0.6), (3000, 0.3), (8000, 0.1)):
+            ask = IssueRequest(count=int(DEMO_COUPONS * share), value=value)
+            tokens += [c.token for c in await issue(coupons, campaign.campaign_id, ask)]
+        random.shuffle(tokens)
+        return campaign.campaign_id, tokens
+
     async def enroll_code(self, store_id: str) -> str:
         """A fresh single-use enrollment code for `store_id`."""
         assert self._running is not None
@@ -110,6 +138,7 @@ async def run_demo(options: DemoOptions) -> int:
     code = await cloud.enroll_code(STORE_ID)
     credentials = await enroll(cloud.url, code)
     save_credentials(state_dir, credentials)
+    campaign_id, tokens = await cloud.coupon_tokens()
     scanner = PtyScanner(workdir / "scanner")
     printer = PrinterEmulator()
     printer_port = await printer.start_tcp()
@@ -120,6 +149,7 @@ async def run_demo(options: DemoOptions) -> int:
     config = AgentConfig(
         agent=AgentSection(state_dir=state_dir, log_level="WARNING"),
         cloud=CloudSection(url=cloud.url, heartbeat_interval_s=5, backoff_cap_s=5),
+        coupons=CouponSection(voucher_printer="printer-till", config_poll_interval_s=10),
         devices=[
             SerialScannerConfig(
                 id="scanner-front", kind="scanner", transport="serial", port=str(scanner.link)
@@ -134,7 +164,7 @@ async def run_demo(options: DemoOptions) -> int:
             ),
         ],
     )  # fmt: skip
-    _print_banner(cloud, credentials.agent_id, scanner.link, workdir, options)
+    _print_banner(cloud, credentials.agent_id, scanner.link, workdir, options, campaign_id)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -144,6 +174,7 @@ async def run_demo(options: DemoOptions) -> int:
     await runtime.started.wait()
     helpers = [
         asyncio.create_task(_traffic(scanner, options.scans_per_s)),
+        asyncio.create_task(_coupon_traffic(scanner, tokens)),
         asyncio.create_task(shopper_traffic(mirror, random.Random(), pace_s=3.0)),
         asyncio.create_task(_receipts(runtime)),
         asyncio.create_task(_outages(cloud, options)),
@@ -173,6 +204,23 @@ async def _traffic(scanner: PtyScanner, per_second: float) -> None:
         await asyncio.sleep(random.expovariate(per_second))
         with contextlib.suppress(Exception):  # a full pty while the agent restarts is fine
             await asyncio.to_thread(scanner.scan, next(scans))
+
+
+async def _coupon_traffic(scanner: PtyScanner, tokens: list[str]) -> None:
+    """Shoppers presenting coupons at the till scanner, online or not; some twice."""
+    used: list[str] = []
+    rng = random.Random()
+    while tokens:
+        await asyncio.sleep(rng.expovariate(1 / COUPON_EVERY_S))
+        if rng.random() < 0.05:
+            text = "STAFF-0042"  # a shopping guide badges in (or out) at the till
+        elif used and rng.random() < REPLAY_SHARE:
+            text = rng.choice(used)
+        else:
+            text = tokens.pop()
+            used.append(text)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(scanner.scan, text)
 
 
 async def _receipts(runtime: AgentRuntime) -> None:
@@ -211,12 +259,15 @@ async def _status_line(runtime: AgentRuntime, cloud: DemoCloud) -> None:
         counters = runtime.drain.counters
         age = oldest_age_s(stats)
         devices = " ".join(f"{h.device_id}={h.state}" for h in runtime.device_health())
+        coupons = runtime.coupons.flow.counters if runtime.coupons is not None else {}
         line = (
             f"captured {stats.next_seq - 1:>6} | buffered {stats.backlog_events:>5}"
             f"{f' (oldest {age:4.0f}s)' if age else ' ' * 14} | "
             f"synced {counters.accepted + counters.duplicate:>6} | "
             f"cloud {'UP  ' if cloud.up else 'DOWN'} | sync {runtime.drain.state.value:<11} | "
-            f"{devices}"
+            f"coupons {coupons.get('redeemed', 0)} redeemed "
+            f"({coupons.get('redeemed_offline', 0)} offline), {coupons.get('rejected', 0)} refused"
+            f" | {devices}"
         )
         if sys.stdout.isatty():
             print("\r" + line, end="", flush=True)
@@ -230,7 +281,12 @@ def _say(message: str) -> None:
 
 
 def _print_banner(
-    cloud: DemoCloud, agent_id: str, link: Path, workdir: Path, options: DemoOptions
+    cloud: DemoCloud,
+    agent_id: str,
+    link: Path,
+    workdir: Path,
+    options: DemoOptions,
+    campaign_id: int,
 ) -> None:
     token = cloud.config.admin_token
     print(
@@ -246,6 +302,8 @@ Look at it:
   curl -s -H 'Authorization: Bearer {token}' {cloud.url}/api/stores
   curl -s -H 'Authorization: Bearer {token}' '{cloud.url}/api/events/count?store_id={STORE_ID}'
   curl -s -H 'Authorization: Bearer {token}' '{cloud.url}/api/events?store_id={STORE_ID}&limit=5'
+  curl -s -H 'Authorization: Bearer {token}' {cloud.url}/api/campaigns/{campaign_id}/stats
+  curl -s -H 'Authorization: Bearer {token}' {cloud.url}/api/coupons/conflicts
 Ctrl-C stops.
 """,
         flush=True,

@@ -5,10 +5,13 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig
+from agent.coupons.service import CouponService
+from agent.coupons.sink import CouponSink
 from agent.credentials import CredentialsWatch
 from agent.devices.base import Driver
 from agent.devices.registry import DeviceContext, build_driver
@@ -45,6 +48,7 @@ class AgentRuntime:
         self.drivers: list[Driver] = []
         self.drain: DrainWorker | None = None
         self.heartbeat: HeartbeatLoop | None = None
+        self.coupons: CouponService | None = None
         self.started = asyncio.Event()
         self.started_at: float | None = None
         self.notifier = notifier or Notifier(None)
@@ -68,8 +72,11 @@ class AgentRuntime:
         return status_line(await snapshot(self))
 
     def device_health(self) -> list[DeviceHealth]:
-        """Every driver's current health, in config order."""
-        return [driver.health() for driver in self.drivers]
+        """Every driver's current health, in config order, then the coupon service's."""
+        health = [driver.health() for driver in self.drivers]
+        if self.coupons is not None:
+            health.append(self.coupons.health())
+        return health
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; on return everything committed is on disk and closed."""
@@ -96,10 +103,14 @@ class AgentRuntime:
         self.heartbeat = HeartbeatLoop(
             outbox, client, self.drain, self.device_health, cloud.heartbeat_interval_s
         )
+        voucher = self._submit_voucher if self.config.coupons.voucher_printer else None
+        self.coupons = CouponService(self.config, self.credentials, outbox, state_dir, voucher)
         zeroconf = _zeroconf_for(self.config)
         context = DeviceContext(state_dir=state_dir, zeroconf=zeroconf, scan=self.config.scan)
-        # Drivers capture through a tap so the status page sees scans once they are durable.
-        sink = TappedSink(outbox, self.recent)
+        # Drivers capture through the coupon sink (coupon scans, staff badges and mirror coupon
+        # claims reach the coupon flow once their own event is durable), behind a tap so the
+        # status page sees scans once they are durable.
+        sink = TappedSink(CouponSink(outbox, self.coupons.flow), self.recent)
         self.drivers = [build_driver(device, sink, context) for device in self.config.devices]
         self.watchdog = Watchdog(
             self.notifier, self.pulses, self.status_line, self.config.agent.stall_timeout_s
@@ -112,6 +123,7 @@ class AgentRuntime:
             asyncio.create_task(
                 supervise("heartbeat", self.heartbeat.run, self.heartbeat.pulse), name="heartbeat"
             ),
+            asyncio.create_task(supervise("coupons", self.coupons.run), name="coupons"),
             *(
                 asyncio.create_task(
                     supervise(d.device_id, d.run, getattr(d, "pulse", None)), name=d.device_id
@@ -181,6 +193,14 @@ class AgentRuntime:
         for loop in (self.drain, self.heartbeat):
             if loop is not None:
                 loop.wake()
+
+    async def _submit_voucher(self, job_id: str, template: str, fields: Mapping[str, Any]) -> Any:
+        """Queue a voucher on the configured printer (its queue makes job_id idempotent)."""
+        wanted = self.config.coupons.voucher_printer
+        for driver in self.drivers:
+            if driver.device_id == wanted:
+                return await driver.submit_template(job_id, template, fields)  # type: ignore[attr-defined]
+        raise LookupError(f"voucher printer {wanted!r} is not running")
 
 
 async def run_until_signalled(config: AgentConfig, credentials: Credentials) -> int:

@@ -7,9 +7,11 @@ from cloud.config import CloudConfig
 from cloud.counters import Counters
 from cloud.gate import Gate
 from cloud.storage.base import Storage
+from cloud.storage.coupons import CouponStorage
 
 CONFIG = web.AppKey("config", CloudConfig)
 COUNTERS = web.AppKey("counters", Counters)
 STORAGE = web.AppKey("storage", Storage)
 AGENT_AUTH = web.AppKey("agent_auth", AgentAuthenticator)
 INGEST_GATE = web.AppKey("ingest_gate", Gate)
+COUPON_STORAGE = web.AppKey("coupon_storage", CouponStorage)

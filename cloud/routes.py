@@ -2,7 +2,16 @@
 
 from aiohttp import web
 
-from cloud.views import admin, agent_self, enroll, health, heartbeat, ingest
+from cloud.views import (
+    admin,
+    agent_self,
+    coupon_agent,
+    coupons,
+    enroll,
+    health,
+    heartbeat,
+    ingest,
+)
 
 
 def setup_routes(app: web.Application) -> None:
@@ -20,3 +29,21 @@ def setup_routes(app: web.Application) -> None:
         "/api/agents/{agent_id}/revoke", admin.post_revoke_agent, name="revoke_agent"
     )
     app.router.add_get("/healthz", health.get_healthz, name="healthz")
+    setup_coupon_routes(app)
+
+
+def setup_coupon_routes(app: web.Application) -> None:
+    """The coupon API: config and reservation for agents, campaigns and stats for admins."""
+    app.router.add_get("/v1/config", coupon_agent.get_config, name="config")
+    app.router.add_post("/v1/coupons/reserve", coupon_agent.post_reserve, name="reserve")
+    app.router.add_post("/api/campaigns", coupons.post_campaign, name="campaigns_create")
+    app.router.add_get("/api/campaigns", coupons.get_campaigns, name="campaigns")
+    campaign = "/api/campaigns/{campaign_id:[0-9]+}"
+    app.router.add_get(campaign, coupons.get_campaign, name="campaign")
+    app.router.add_post(campaign + "/keys", coupons.post_rotate_key, name="campaign_rotate_key")
+    app.router.add_post(campaign + "/coupons", coupons.post_coupons, name="campaign_issue")
+    app.router.add_get(campaign + "/stats", coupons.get_stats, name="campaign_stats")
+    app.router.add_get("/api/coupons/conflicts", coupons.get_conflicts, name="coupon_conflicts")
+    coupon = "/api/coupons/{coupon_id:[0-9]+}"
+    app.router.add_get(coupon, coupons.get_coupon, name="coupon")
+    app.router.add_get(coupon + "/qr.png", coupons.get_coupon_qr, name="coupon_qr")

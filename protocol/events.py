@@ -10,6 +10,12 @@ from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter, field_validat
 from protocol.base import Frozen as _Frozen
 from protocol.base import Id, Text
 from protocol.constants import MAX_RAW_B64_LEN, SCHEMA_VERSION, SUPPORTED_SCHEMAS
+from protocol.coupon_events import (
+    CouponRedeemedPayload,
+    CouponRejectedPayload,
+    StaffLoginPayload,
+    StaffLogoutPayload,
+)
 from protocol.mirror import (
     MirrorCouponClaimedPayload,
     MirrorSessionPayload,
@@ -130,6 +136,34 @@ class MirrorCouponClaimedEvent(_Envelope):
     payload: MirrorCouponClaimedPayload
 
 
+class CouponRedeemedEvent(_Envelope):
+    """A coupon was redeemed in the store (never dropped by the disk policy)."""
+
+    kind: Literal["coupon.redeemed"] = "coupon.redeemed"
+    payload: CouponRedeemedPayload
+
+
+class CouponRejectedEvent(_Envelope):
+    """A coupon was refused, with the reason (never dropped by the disk policy)."""
+
+    kind: Literal["coupon.rejected"] = "coupon.rejected"
+    payload: CouponRejectedPayload
+
+
+class StaffLoginEvent(_Envelope):
+    """A shopping guide badged in at a device."""
+
+    kind: Literal["staff.login"] = "staff.login"
+    payload: StaffLoginPayload
+
+
+class StaffLogoutEvent(_Envelope):
+    """A shopping guide's attribution at a device ended."""
+
+    kind: Literal["staff.logout"] = "staff.logout"
+    payload: StaffLogoutPayload
+
+
 EventModel: TypeAlias = (
     ScanEvent
     | DeviceStatusEvent
@@ -138,6 +172,10 @@ EventModel: TypeAlias = (
     | MirrorSessionEvent
     | MirrorTryonEvent
     | MirrorCouponClaimedEvent
+    | CouponRedeemedEvent
+    | CouponRejectedEvent
+    | StaffLoginEvent
+    | StaffLogoutEvent
 )
 Event = Annotated[EventModel, Field(discriminator="kind")]
 EVENT_ADAPTER: TypeAdapter[EventModel] = TypeAdapter(Event)

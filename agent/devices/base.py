@@ -3,6 +3,12 @@
 from datetime import datetime
 from typing import Protocol
 
+from protocol.coupon_events import (
+    CouponRedeemedPayload,
+    CouponRejectedPayload,
+    StaffLoginPayload,
+    StaffLogoutPayload,
+)
 from protocol.events import DeviceStatusPayload, ScanPayload
 from protocol.mirror import MirrorCouponClaimedPayload, MirrorSessionPayload, MirrorTryonPayload
 from protocol.printing import PrintCompletedPayload, PrintFailedPayload
@@ -16,6 +22,10 @@ Payload = (
     | MirrorSessionPayload
     | MirrorTryonPayload
     | MirrorCouponClaimedPayload
+    | CouponRedeemedPayload
+    | CouponRejectedPayload
+    | StaffLoginPayload
+    | StaffLogoutPayload
 )
 
 

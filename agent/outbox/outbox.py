@@ -7,14 +7,16 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.devices.base import Payload
 from agent.errors import OutboxClosed, OutboxError
 from agent.outbox.records import (
     AppendResult,
+    Guard,
     Identity,
     OutboxStats,
     PendingEvent,
@@ -29,6 +31,7 @@ from protocol.ids import uuid7_str
 log = logging.getLogger(__name__)
 
 _StoreFn = Callable[[OutboxStore], Any]
+_T = TypeVar("_T")
 
 
 class Outbox:
@@ -65,14 +68,21 @@ class Outbox:
         return box
 
     async def append(
-        self, device_id: str, payload: Payload, occurred_at: datetime | None = None
+        self,
+        device_id: str,
+        payload: Payload,
+        occurred_at: datetime | None = None,
+        *,
+        guard: Guard | None = None,
     ) -> AppendResult:
-        """Commit one event; returns once it is durable (or was dropped by the byte cap)."""
+        """Commit one event; returns once it is durable (or dropped by the cap or its guard)."""
         if self._closed:
             raise OutboxClosed("outbox is closed")
         if device_id not in self._checked_devices:
             self._checked_devices.add(check_id(device_id, "device_id"))
         event = encode_pending(self._identity, device_id, payload, occurred_at or datetime.now(UTC))
+        if guard is not None:
+            event = replace(event, guard=guard)
         result: AppendResult = await self._thread.append(event)
         return result
 
@@ -100,6 +110,11 @@ class Outbox:
         """Move events the cloud rejected, with reasons, to the dead-letter table."""
         rejected = list(rejected)
         await self._call(lambda store: store.dead_letter(rejected))
+
+    async def query(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run `fn(connection)` on the writer thread, in order with appends."""
+        result: _T = await self._call(lambda store: fn(store.conn))
+        return result
 
     async def count_loss(self, reason: str, count: int = 1) -> None:
         """Persist a loss counted before the outbox (so heartbeats report it)."""

@@ -1,6 +1,7 @@
 """Plain records passed between the outbox thread and its async callers."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -9,6 +10,16 @@ class Identity:
 
     agent_id: str
     store_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """A statement run in the event's own transaction: the event is written only if it
+    changes exactly one row (the coupon ledger's single-use claim, agent/coupons/ledger.py)."""
+
+    sql: str
+    params: tuple[Any, ...]
+    refused: str = "guard_refused"  # AppendResult.dropped when the statement changed nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +34,7 @@ class PendingEvent:
     kind: str
     head: bytes
     tail: bytes
+    guard: Guard | None = None
 
     def body(self, seq: int) -> bytes:
         """The envelope's exact bytes once numbered."""
@@ -31,7 +43,7 @@ class PendingEvent:
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
-    """`seq` once committed; `dropped` names the reason when the byte cap refused it."""
+    """`seq` once committed; `dropped` names why not: the byte cap, or a refused guard."""
 
     seq: int | None
     dropped: str | None = None

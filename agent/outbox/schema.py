@@ -39,7 +39,29 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.table("meta").create({"key": str, "value": str}, pk="key", not_null={"value"})
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    # The coupon single-use ledger lives beside the outbox so a redemption's ledger row and
+    # its coupon.redeemed event commit in one transaction (agent/coupons/ledger.py): no crash
+    # can leave one without the other. One row per single-use coupon redeemed in this store.
+    db.execute(
+        """
+        CREATE TABLE coupon_ledger (
+            coupon_id      INTEGER PRIMARY KEY,
+            campaign_id    INTEGER NOT NULL,
+            redemption_id  TEXT NOT NULL,
+            mode           TEXT NOT NULL,
+            value_minor    INTEGER NOT NULL,
+            device_id      TEXT NOT NULL,
+            staff_id       TEXT,
+            redeemed_at    REAL NOT NULL,
+            valid_to       INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX coupon_ledger_expiry ON coupon_ledger(valid_to)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

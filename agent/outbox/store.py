@@ -73,6 +73,12 @@ class OutboxStore:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             for event in pending:
+                guard = event.guard
+                if guard is not None and self.conn.execute(guard.sql, guard.params).rowcount != 1:
+                    # A refusal, not a loss: the caller learns it from the result and records
+                    # what happened instead (e.g. coupon.rejected "already redeemed here").
+                    results.append(AppendResult(seq=None, dropped=guard.refused))
+                    continue
                 kind, body = event.kind, event.body(self.next_seq)
                 droppable = kind in DROPPABLE_KINDS
                 if self.bytes + len(body) > self.max_bytes:

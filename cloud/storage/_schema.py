@@ -6,6 +6,8 @@ Never edit a released migration; append a new one.
 
 import sqlite3
 
+from cloud.storage._coupon_schema import COUPONS_V1
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: fleet registry and event log.
     """
@@ -71,6 +73,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX agents_next_token ON agents(next_token_hash)
         WHERE next_token_hash IS NOT NULL;
     """,
+    # 3: coupon campaigns, keys, issued coupons, fleet-wide holds and reconciliation.
+    COUPONS_V1,
 )
 
 

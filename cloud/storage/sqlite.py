@@ -48,6 +48,11 @@ class SqliteStorage:
         await storage._thread.async_start()
         return storage
 
+    @property
+    def thread(self) -> SqliteThread:
+        """The one connection's thread; the coupon tables share it (sqlite_coupons.py)."""
+        return self._thread
+
     async def close(self) -> None:
         """Close the connection and stop its thread; idempotent."""
         await self._thread.async_close()

@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from cloud.batch import check_events, decode_body, parse_batch
-from cloud.keys import AGENT_AUTH, CONFIG, COUNTERS, INGEST_GATE, STORAGE
+from cloud.keys import AGENT_AUTH, CONFIG, COUNTERS, COUPON_STORAGE, INGEST_GATE, STORAGE
+from cloud.reconcile import reconcile_rows
 from cloud.responses import json_response
 from cloud.views._body import read_raw
 
@@ -19,7 +20,11 @@ async def post_events(request: web.Request) -> web.Response:
         body = decode_body(raw, request.headers.get("Content-Encoding"), app[CONFIG].max_body_bytes)
         checked = check_events(parse_batch(body), agent)
         # The whole batch goes to storage in one call: one thread hop, one transaction.
-        stored = await app[STORAGE].ingest(agent, checked.rows, datetime.now(UTC))
+        now = datetime.now(UTC)
+        stored = await app[STORAGE].ingest(agent, checked.rows, now)
+        # Before answering: a failure here is a 503, so the agent resends and the coupon
+        # tables catch up from the (then duplicate) events. Idempotent, so never twice.
+        await reconcile_rows(app[COUPON_STORAGE], agent, checked.rows, now)
     results = checked.complete(stored)
     counters = app[COUNTERS].events
     accepted = sum(stored)

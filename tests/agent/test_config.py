@@ -89,3 +89,31 @@ def test_every_shipped_profile_is_a_valid_device_entry() -> None:
         if "hid" in name:
             entry = f'id = "d"\nprofile = "{name}"\npath = "/dev/input/event0"\n'
         parse_config(GOOD.split("[[devices]]")[0] + "[[devices]]\n" + entry)
+
+
+def test_pos_section_must_stay_on_loopback_or_the_store_lan() -> None:
+    base = '[cloud]\nurl = "http://127.0.0.1:1"\n[pos]\ntoken = "0123456789abcdef"\n'
+    assert parse_config(base).pos is not None
+    for line, problem in [
+        ('host = "0.0.0.0"', "not a loopback or private LAN address"),
+        ('host = "8.8.8.8"', "not a loopback or private LAN address"),
+        ('host = "till.local"', "must be a literal IP address"),
+        ('allowed_networks = ["8.8.8.0/24"]', "not a private network"),
+        ('allowed_networks = ["nonsense"]', "allowed_networks"),
+    ]:
+        with pytest.raises(ConfigError, match=problem) as info:
+            parse_config(base + line + "\n")
+        assert "pos" in str(info.value)
+    with pytest.raises(ConfigError, match="token"):
+        parse_config('[cloud]\nurl = "http://127.0.0.1:1"\n[pos]\ntoken = "short"\n')
+    lan = parse_config(base + 'host = "192.168.10.5"\nallowed_networks = ["192.168.10.0/24"]\n')
+    assert lan.pos is not None
+    assert lan.pos.host == "192.168.10.5"
+
+
+def test_voucher_printer_must_be_a_declared_printer() -> None:
+    text = '[cloud]\nurl = "http://127.0.0.1:1"\n[coupons]\nvoucher_printer = "till"\n'
+    with pytest.raises(ConfigError, match="no printer device with id 'till'"):
+        parse_config(text)
+    printer = '[[devices]]\nid = "till"\nkind = "printer"\ntransport = "tcp"\nhost = "10.0.0.9"\n'
+    assert parse_config(text + printer).coupons.voucher_printer == "till"

@@ -72,11 +72,22 @@ class CloudProcess:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
-    def all_events(self, store_id: str) -> list[dict[str, Any]]:
+    def admin_post(self, path: str, body: Any) -> Any:
+        request = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def all_events(self, store_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+        kind_filter = f"&kind={kind}" if kind else ""
         events: list[dict[str, Any]] = []
         after = None
         while True:
-            query = f"/api/events?store_id={store_id}&limit=1000"
+            query = f"/api/events?store_id={store_id}&limit=1000{kind_filter}"
             page = self.admin(query + (f"&after={after}" if after is not None else ""))
             events += [item["event"] for item in page["events"]]
             after = page["next_after"]

@@ -126,7 +126,7 @@ async def test_with_the_agent_running_devices_come_from_its_own_view(box: Box) -
     task = asyncio.create_task(runtime.run(stop))
     try:
         await runtime.started.wait()
-        await until(lambda: {h.state for h in runtime.device_health()} == {"online"}, 10)
+        await until(lambda: {d.health().state for d in runtime.drivers} == {"online"}, 10)
         assert runtime.status_page_url
         port = int(runtime.status_page_url.rsplit(":", 1)[1].strip("/"))
         box.config.write_text(box.config.read_text().replace("port = 0", f"port = {port}", 1))

@@ -85,7 +85,7 @@ async def agent_with_devices(tmp_path: Path):  # type: ignore[no-untyped-def]
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
     await runtime.started.wait()
-    await until(lambda: {h.state for h in runtime.device_health()} == {"online"}, 10)
+    await until(lambda: {d.health().state for d in runtime.drivers} == {"online"}, 10)
     try:
         yield runtime, scanner, printer
     finally:
@@ -127,6 +127,8 @@ async def test_page_shows_devices_and_decoded_scans_and_runs_both_tests(
         assert {d["device_id"]: d["state"] for d in doc["devices"]} == {
             "scanner-1": "online",
             "printer-1": "online",
+            # No business config has reached this agent (its cloud is nowhere): no coupons yet.
+            "coupons": "offline",
         }
         assert doc["scans"][0]["gs1"]["10"] == "ABC123"
         assert doc["outbox"]["backlog_events"] >= 1  # the cloud is away: buffered
