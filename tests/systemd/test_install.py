@@ -7,10 +7,10 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from systemd_tools import require_tool
 
 REPO = Path(__file__).parents[2]
 INSTALL = REPO / "systemd" / "install.sh"
@@ -83,7 +83,7 @@ def _tree(dest: Path) -> dict[str, str]:
 
 
 def test_install_into_destdir_is_complete_idempotent_and_keeps_the_config(
-    tmp_path: Path, wheel: Path
+    tmp_path: Path, wheel: Path, require_tool: Callable[..., str]
 ) -> None:
     require_tool("systemd-sysusers")
     dest = tmp_path / "root"
@@ -120,7 +120,9 @@ def test_install_into_destdir_is_complete_idempotent_and_keeps_the_config(
     assert (dest / "etc/passwd").read_text() == passwd
 
 
-def test_units_pass_systemd_analyze_verify(tmp_path: Path, wheel: Path) -> None:
+def test_units_pass_systemd_analyze_verify(
+    tmp_path: Path, wheel: Path, require_tool: Callable[..., str]
+) -> None:
     analyze = require_tool("systemd-analyze")
     require_tool("systemd-sysusers")
     dest = tmp_path / "root"
@@ -145,7 +147,9 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path, wheel: Path) -> None:
     assert done.stderr.strip() == "", done.stderr  # no warnings either
 
 
-def test_verify_catches_a_broken_unit(tmp_path: Path, wheel: Path) -> None:
+def test_verify_catches_a_broken_unit(
+    tmp_path: Path, wheel: Path, require_tool: Callable[..., str]
+) -> None:
     """The check above can fail: a missing ExecStart binary is an error."""
     analyze = require_tool("systemd-analyze")
     require_tool("systemd-sysusers")

@@ -12,12 +12,11 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from field_helpers import fake_credentials, write_config
-from system_tools import require_tool
 
 BOX, PHONE = "10.213.7.1", "10.213.7.2"
 PORT = 8421
@@ -43,7 +42,7 @@ def _ip(*args: str) -> None:
 
 
 @pytest.fixture
-def namespaces() -> Iterator[tuple[str, str]]:
+def namespaces(require_tool: Callable[..., str]) -> Iterator[tuple[str, str]]:
     require_tool("ip", needs_root=True)
     tag = secrets.token_hex(3)
     box, phone = f"se-box-{tag}", f"se-phone-{tag}"
