@@ -23,6 +23,7 @@ class PendingEvent:
     kind: str
     head: bytes
     tail: bytes
+    idempotency_key: str | None = None
 
     def body(self, seq: int) -> bytes:
         """The envelope's exact bytes once numbered."""
@@ -31,10 +32,14 @@ class PendingEvent:
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
-    """`seq` once committed; `dropped` names the reason when the byte cap refused it."""
+    """`seq` once committed; `dropped` names the reason when the byte cap refused it.
+
+    `duplicate`: the idempotency key was captured before; `seq` is that earlier event's.
+    """
 
     seq: int | None
     dropped: str | None = None
+    duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)

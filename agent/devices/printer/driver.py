@@ -13,7 +13,7 @@ from typing import Any
 
 from agent.config import AgentSection, SerialPrinterConfig, TcpPrinterConfig
 from agent.devices.base import EventSink
-from agent.devices.printer import escpos
+from agent.devices.printer import escpos, templates
 from agent.devices.printer.errors import StatusError
 from agent.devices.printer.jobs import JobLedger
 from agent.devices.printer.link import Link, LinkLost, SerialLink, TcpLink
@@ -36,6 +36,10 @@ RECONNECT_STABLE_S = 10.0  # connected this long, the next loss starts the backo
 MISSED_POLLS_LOST = 2
 ASB_ALL = 0x0F  # GS a n: drawer, online/offline, error and paper changes (devices.md §2.3)
 _DETAIL_LEN = 512  # DeviceStatusPayload.detail max_length
+NOT_PRINTED_NO_START = (
+    "not printed: the printer never answered the start marker; "
+    'set confirm = "status" if it lacks GS ( H'
+)
 
 
 class ConnState(StrEnum):
@@ -241,22 +245,45 @@ class EscPosPrinter:
     # --- jobs -------------------------------------------------------------------------------
 
     async def _print(self, session: PrinterSession, job: Job) -> None:
-        """Send one job and learn its fate; it is never sent twice (docs/PRINTERS.md)."""
-        job = await self.jobs.start(job)  # committed before the first byte leaves
-        pid = bytes(self._rng.randrange(0x30, 0x7F) for _ in range(4))  # GS ( H: 30h–7Eh
+        """Send one job and decide its fate from the printer's answers (docs/PRINTERS.md)."""
+        job = await self.jobs.start(job)  # committed before the start marker leaves
         by_id = self._config.confirm == "process_id"
-        done = session.expect_done(pid) if by_id else None
+        if by_id:
+            # Stop-and-wait on a start marker: until the printer answers it, not one byte of
+            # the job has left, so any failure here is certain to have printed nothing.
+            try:
+                await self._marker(session)
+            except LinkLost as exc:
+                await self.jobs.unsent(job, f"link lost before the start was confirmed: {exc}")
+                raise
+            except _Unconfirmed as exc:
+                await self.jobs.failed(job, f"{NOT_PRINTED_NO_START} ({exc})")
+                return
+        job = await self.jobs.sent(job)  # committed before the job's first byte leaves
+        data = templates.copy_banner() + job.data if job.reprint else job.data
         try:
-            await session.send(job.data + (escpos.process_id(pid) if by_id else b""))
-            self._counters["bytes_sent"] += len(job.data)
-            await self._confirm(session, done)
+            if by_id:
+                await self._marker(session, data)
+            else:
+                await session.send(data)
+                await self._confirm(session, None)
+            self._counters["bytes_sent"] += len(data)
         except LinkLost as exc:
-            await self.jobs.failed(job, f"uncertain: link lost mid-job: {exc}")
+            self._counters["bytes_sent"] += len(data)
+            await self.jobs.uncertain(job, f"link lost after the job was sent: {exc}")
             raise
         except _Unconfirmed as exc:
-            await self.jobs.failed(job, f"uncertain: {exc}")
+            self._counters["bytes_sent"] += len(data)
+            await self.jobs.uncertain(job, f"sent, then {exc}")
             return
         await self.jobs.done(job)
+
+    async def _marker(self, session: PrinterSession, data: bytes = b"") -> None:
+        """Send `data` and a GS ( H process-ID marker; return once the printer answers it."""
+        pid = bytes(self._rng.randrange(0x30, 0x7F) for _ in range(4))  # GS ( H: 30h–7Eh
+        done = session.expect_done(pid)  # registered first, so a fast answer is not missed
+        await session.send(data + escpos.process_id(pid))
+        await self._confirm(session, done)
 
     async def _confirm(self, session: PrinterSession, done: "asyncio.Future[bool] | None") -> None:
         """Wait for the job's confirmation; the clock stops while the printer says it holds it."""

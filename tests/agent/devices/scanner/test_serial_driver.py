@@ -45,7 +45,12 @@ class RecordingSink:
         self.losses[reason] = self.losses.get(reason, 0) + count
 
     async def capture(
-        self, device_id: str, payload: Payload, occurred_at: datetime | None = None
+        self,
+        device_id: str,
+        payload: Payload,
+        occurred_at: datetime | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> None:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
