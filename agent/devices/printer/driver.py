@@ -6,8 +6,6 @@ import logging
 import random
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ from agent.devices.printer.link import Link, LinkLost, SerialLink, TcpLink
 from agent.devices.printer.queue import QUEUE_FILE, Job
 from agent.devices.printer.session import PrinterSession
 from agent.devices.printer.status import CONDITIONS, Junk, PrinterStatus
-from protocol.events import DeviceStatusPayload
+from agent.devices.states import DeviceState, DeviceStateMachine, Signal, backoff_delay
 from protocol.wire import DeviceHealth
 
 log = logging.getLogger(__name__)
@@ -35,44 +33,15 @@ RECONNECT_STABLE_S = 10.0  # connected this long, the next loss starts the backo
 # in a row and the connection is dropped and reopened.
 MISSED_POLLS_LOST = 2
 ASB_ALL = 0x0F  # GS a n: drawer, online/offline, error and paper changes (devices.md §2.3)
-_DETAIL_LEN = 512  # DeviceStatusPayload.detail max_length
 NOT_PRINTED_NO_START = (
     "not printed: the printer never answered the start marker; "
     'set confirm = "status" if it lacks GS ( H'
 )
 
 
-class ConnState(StrEnum):
-    """Connection state; `degraded` is connected but not (fully) able to print."""
-
-    CONNECTING = "connecting"
-    ONLINE = "online"
-    DEGRADED = "degraded"
-    OFFLINE = "offline"
-
-
-FROM_STATUS = ""  # the condition is the printer's own (paper_out, cover_open…)
-# (state, what happened) → (new state, condition). Unlisted pairs change nothing, and an event
-# whose state and condition equal the current ones is not emitted again.
-TRANSITIONS: dict[tuple[ConnState, str], tuple[ConnState, str]] = {
-    (ConnState.CONNECTING, "opened"): (ConnState.ONLINE, "connected"),
-    (ConnState.CONNECTING, "open_failed"): (ConnState.OFFLINE, "disconnected"),
-    (ConnState.CONNECTING, "lost"): (ConnState.OFFLINE, "disconnected"),
-    (ConnState.OFFLINE, "opened"): (ConnState.ONLINE, "connected"),
-    (ConnState.ONLINE, "lost"): (ConnState.OFFLINE, "disconnected"),
-    (ConnState.DEGRADED, "lost"): (ConnState.OFFLINE, "disconnected"),
-    (ConnState.ONLINE, "fault"): (ConnState.DEGRADED, FROM_STATUS),
-    (ConnState.DEGRADED, "fault"): (ConnState.DEGRADED, FROM_STATUS),
-    (ConnState.ONLINE, "junk"): (ConnState.DEGRADED, "status_junk"),
-    (ConnState.DEGRADED, "junk"): (ConnState.DEGRADED, "status_junk"),
-    (ConnState.DEGRADED, "ok"): (ConnState.ONLINE, "recovered"),
-}
-
-
 def reconnect_delay(attempt: int, rng: random.Random) -> float:
     """Seconds before reconnect number `attempt` (0-based): exponential, capped, jittered."""
-    ceiling = min(RECONNECT_MAX_S, RECONNECT_INITIAL_S * RECONNECT_FACTOR ** min(attempt, 32))
-    return ceiling * rng.uniform(0.5, 1.0)
+    return backoff_delay(attempt, rng, RECONNECT_INITIAL_S, RECONNECT_MAX_S, RECONNECT_FACTOR)
 
 
 class _Unconfirmed(Exception):
@@ -96,7 +65,7 @@ class EscPosPrinter:
         self._sink = sink
         self._wake = asyncio.Event()
         self._rng = random.Random()
-        self._state, self._condition, self._detail = ConnState.CONNECTING, "", ""
+        self._machine = DeviceStateMachine(self.device_id, sink)
         self._announced = False  # this session said "connected" already
         self._misses = 0
         self._counters = dict.fromkeys(
@@ -129,8 +98,9 @@ class EscPosPrinter:
     def health(self) -> DeviceHealth:
         """State, condition and counters as of now."""
         return DeviceHealth(
-            device_id=self.device_id, kind=self.kind, state=self._state.value,
-            condition=self._condition, detail=self._detail or None, counters=dict(self._counters),
+            device_id=self.device_id, kind=self.kind, state=self._machine.state.value,
+            condition=self._machine.condition, detail=self._machine.detail,
+            counters=dict(self._counters),
         )  # fmt: skip
 
     async def run(self) -> None:
@@ -138,7 +108,7 @@ class EscPosPrinter:
         if self._running:
             raise RuntimeError(f"{self.device_id}: run() is already running")
         self._running = True
-        self._state = ConnState.CONNECTING
+        self._machine.start()
         try:
             await self.jobs.recover()
             attempt = 0
@@ -147,13 +117,14 @@ class EscPosPrinter:
                 try:
                     await self._connect_and_serve()
                 except LinkLost as exc:
-                    await self._fire("lost" if self._announced else "open_failed", str(exc))
+                    signal = Signal.LOST if self._announced else Signal.OPEN_FAILED
+                    await self._machine.fire(signal, str(exc))
                 if time.monotonic() - opened_at >= RECONNECT_STABLE_S:
                     attempt = 0
                 await asyncio.sleep(reconnect_delay(attempt, self._rng))
                 attempt += 1
         finally:
-            self._state, self._condition, self._detail = ConnState.OFFLINE, "stopped", ""
+            self._machine.stop()
             self._running = False
             await self.aclose()
 
@@ -193,7 +164,7 @@ class EscPosPrinter:
         except StatusError as exc:
             self._misses = 0
             await self._announce(session)
-            await self._fire("junk", str(exc))
+            await self._machine.fire(Signal.FAULT, str(exc), "status_junk")
             return None
         except TimeoutError:
             self._misses += 1
@@ -203,19 +174,19 @@ class EscPosPrinter:
         self._misses = 0
         await self._announce(session)
         if status.condition == "ok":
-            await self._fire("ok", None)
+            await self._machine.fire(Signal.CLEARED, None, "recovered")
         else:
             flags = [name for flag, name, _ in CONDITIONS if getattr(status, flag)]
-            await self._fire("fault", ", ".join(flags), status.condition)
+            await self._machine.fire(Signal.FAULT, ", ".join(flags), status.condition)
         return status
 
     async def _announce(self, session: PrinterSession) -> None:
         if self._announced:
             return
         self._announced = True
-        if self._state is ConnState.OFFLINE:
+        if self._machine.state is DeviceState.OFFLINE:
             self._counters["reconnects"] += 1
-        await self._fire("opened", session.link.describe)
+        await self._machine.fire(Signal.OPENED, session.link.describe)
 
     def _junk(self, item: Junk) -> None:
         self._counters["status_junk"] += 1
@@ -226,21 +197,6 @@ class EscPosPrinter:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
         self._wake.clear()
-
-    async def _fire(self, event: str, detail: str | None, condition: str = "") -> None:
-        """Apply one transition; emit device.status only when state or condition changes."""
-        change = TRANSITIONS.get((self._state, event))
-        if change is None:
-            return
-        state, named = change
-        named = named or condition
-        if (state, named) == (self._state, self._condition):
-            return
-        self._state, self._condition, self._detail = state, named, detail or ""
-        log.info("%s: %s (%s): %s", self.device_id, state.value, named, detail)
-        clipped = detail[:_DETAIL_LEN] if detail else None
-        payload = DeviceStatusPayload(state=state.value, condition=named, detail=clipped)
-        await self._sink.capture(self.device_id, payload, datetime.now(UTC))
 
     # --- jobs -------------------------------------------------------------------------------
 
