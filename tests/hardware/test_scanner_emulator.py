@@ -210,3 +210,59 @@ def test_drain_then_close_never_cuts_off_the_last_scan(tmp_path: Path) -> None:
                 os.close(fd)
         short += data.count(b"\r\n") < 5
     assert short == 0
+
+
+def read_until_unplugged(port: serial.Serial, timeout: float = 5.0) -> Exception | None:
+    """Read until the port fails as an unplugged one does; the error, or None if it never did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            port.read(4096)
+        except serial.SerialException as exc:
+            error: Exception = exc
+            return error
+    return None
+
+
+def test_cli_unplugs_on_sigusr1_and_replugs_on_sigusr2(tmp_path: Path) -> None:
+    link = tmp_path / "ttyCable"
+    command = [sys.executable, "-m", "hardware.cli", "scanner", "--link", str(link)]
+    proc = subprocess.Popen(
+        [*command, "--generate", "0", "--rate", "50", "--seed", "3"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_link(link)
+        with serial.Serial(str(link), timeout=2) as port:
+            assert port.read_until(b"\r\n").endswith(b"\r\n")  # scans flow
+            proc.send_signal(signal.SIGUSR1)
+            deadline = time.monotonic() + 5
+            while link.exists():
+                assert time.monotonic() < deadline, "SIGUSR1 did not unplug"
+                time.sleep(0.01)
+            assert isinstance(read_until_unplugged(port), serial.SerialException)
+        time.sleep(0.3)  # unplugged for a while: nothing to read, nothing lost to a dead pty
+        proc.send_signal(signal.SIGUSR2)
+        wait_for_link(link)
+        with serial.Serial(str(link), timeout=2) as port:
+            line = port.read_until(b"\r\n")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=5)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert line.endswith(b"\r\n")  # scans flow again on the new pty
+    assert b"unplugged (SIGUSR1)" in stderr
+    assert b"plugged in (SIGUSR2)" in stderr
+    assert not link.exists()
+
+
+def test_cli_help_documents_the_cable_signals() -> None:
+    command = [sys.executable, "-m", "hardware.cli", "scanner", "--help"]
+    env = {**os.environ, "COLUMNS": "200"}  # argparse wraps to the terminal width
+    shown = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=30, env=env)
+    assert shown.returncode == 0
+    assert "kill -USR1 PID" in shown.stdout
+    assert "kill -USR2 PID" in shown.stdout
