@@ -32,6 +32,7 @@ class AgentRuntime:
         self.drivers: list[Driver] = []
         self.drain: DrainWorker | None = None
         self.heartbeat: HeartbeatLoop | None = None
+        self.mirror_discovery: Any = None  # MirrorAutoAttach when [discovery] mirrors = "auto"
         self.started = asyncio.Event()
 
     def device_health(self) -> list[DeviceHealth]:
@@ -73,6 +74,8 @@ class AgentRuntime:
                 for d in self.drivers
             ),
         ]
+        if zeroconf is not None and self.config.discovery.mirrors == "auto":
+            tasks.append(self._discover_mirrors(outbox, zeroconf, state_dir, tasks))
         log.info(
             "agent %s (store %s) running with %d devices",
             self.credentials.agent_id,
@@ -84,14 +87,39 @@ class AgentRuntime:
             await stop.wait()
         finally:
             log.info("stopping")
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            while running := [task for task in tasks if not task.done()]:
+                for task in running:  # discovery may have attached a driver meanwhile
+                    task.cancel()
+                await asyncio.gather(*running, return_exceptions=True)
             await client.close()
             if zeroconf is not None:
                 await zeroconf.async_close()
             await outbox.close()
             log.info("stopped")
+
+    def _discover_mirrors(
+        self, outbox: Outbox, zeroconf: Any, state_dir: Path, tasks: "list[asyncio.Task[None]]"
+    ) -> "asyncio.Task[None]":
+        """Attach every announced mirror as a device (docs/MIRRORS.md, "Found on the LAN")."""
+        from agent.devices.mirror.autoattach import MirrorAutoAttach
+
+        def attach(driver: Driver) -> None:
+            self.drivers.append(driver)
+            run = supervise(driver.device_id, driver.run)
+            tasks.append(asyncio.create_task(run, name=driver.device_id))
+
+        mirrors = [d for d in self.config.devices if d.kind == "mirror"]
+        self.mirror_discovery = MirrorAutoAttach(
+            self.config.discovery,
+            outbox,
+            attach,
+            zeroconf=zeroconf,
+            state_dir=state_dir,
+            declared_mirrors=frozenset(getattr(d, "mirror_id", None) or d.id for d in mirrors),
+            taken_device_ids=frozenset(d.id for d in self.config.devices),
+        )
+        run = supervise("mirror-discovery", self.mirror_discovery.run)
+        return asyncio.create_task(run, name="mirror-discovery")
 
 
 async def run_until_signalled(config: AgentConfig, credentials: Credentials) -> None:
@@ -107,14 +135,16 @@ async def run_until_signalled(config: AgentConfig, credentials: Credentials) -> 
 def _zeroconf_for(config: AgentConfig) -> Any:
     """One AsyncZeroconf for every mDNS device, on the union of their interfaces (or all)."""
     mdns = [d for d in config.devices if getattr(d, "transport", None) == "mdns"]
-    if not mdns:
+    wanted = [getattr(d, "mdns_interfaces", None) for d in mdns]
+    if config.discovery.mirrors == "auto":
+        wanted.append(config.discovery.interfaces)
+    if not wanted:
         return None
     from zeroconf import InterfaceChoice, IPVersion
     from zeroconf.asyncio import AsyncZeroconf
 
     chosen: set[str] = set()
-    for device in mdns:
-        interfaces = getattr(device, "mdns_interfaces", None)
+    for interfaces in wanted:
         if interfaces is None:
             return AsyncZeroconf(interfaces=InterfaceChoice.All, ip_version=IPVersion.V4Only)
         chosen.update(interfaces)
