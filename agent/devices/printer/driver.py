@@ -223,15 +223,14 @@ class EscPosPrinter:
             else:
                 await session.send(data)
                 await self._confirm(session, None)
-            self._counters["bytes_sent"] += len(data)
         except LinkLost as exc:
-            self._counters["bytes_sent"] += len(data)
             await self.jobs.uncertain(job, f"link lost after the job was sent: {exc}")
             raise
         except _Unconfirmed as exc:
-            self._counters["bytes_sent"] += len(data)
             await self.jobs.uncertain(job, f"sent, then {exc}")
             return
+        finally:
+            self._counters["bytes_sent"] += len(data)
         await self.jobs.done(job)
 
     async def _marker(self, session: PrinterSession, data: bytes = b"") -> None:
