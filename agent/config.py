@@ -238,6 +238,21 @@ class MirrorConfig(_Section):
         return self
 
 
+class DiscoverySection(_Section):
+    """[discovery]: devices the agent attaches by itself because they announce themselves."""
+
+    # "auto": every mirror advertising _storeedge-mir._tcp whose TXT id matches `mirror_ids`
+    # and is not declared under [[devices]] becomes device `<mirror_device_prefix><id>`.
+    mirrors: Literal["off", "auto"] = "off"
+    # fnmatch patterns on the TXT id, e.g. ["MM-*"]: a shop LAN may carry a neighbour's mirrors.
+    mirror_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = ["*"]
+    mirror_device_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\-]{0,32}$")] = "mirror-"
+    # Browse only on these local IPv4 addresses (the store LAN's). Default: every interface.
+    interfaces: list[Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}$")]] | None = None
+    # A bound on what a LAN full of adverts can make the agent attach; past it, counted.
+    max_mirrors: int = Field(default=32, ge=1, le=1024)
+
+
 def _device_tag(value: Any) -> str | None:
     if isinstance(value, dict):
         return f"{value.get('kind')}/{value.get('transport')}"
@@ -292,6 +307,7 @@ class AgentConfig(_Section):
     status_page: StatusPageSection = StatusPageSection()
     coupons: CouponSection = CouponSection()
     pos: PosSection | None = None
+    discovery: DiscoverySection = DiscoverySection()
     devices: list[DeviceConfig] = []
 
     def device_ids_unique(self) -> None:

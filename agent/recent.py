@@ -124,10 +124,15 @@ class TappedSink:
         self.path = getattr(inner, "path", None)  # drivers find the state dir by it
 
     async def capture(
-        self, device_id: str, payload: Payload, occurred_at: datetime | None = None
+        self,
+        device_id: str,
+        payload: Payload,
+        occurred_at: datetime | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> None:
         """Commit through the outbox first (guarantee 1), then record."""
-        await self._inner.capture(device_id, payload, occurred_at)
+        await self._inner.capture(device_id, payload, occurred_at, idempotency_key=idempotency_key)
         self._recent.record(device_id, payload, occurred_at or datetime.now(UTC))
 
     async def count_loss(self, reason: str, count: int = 1) -> None:

@@ -13,7 +13,7 @@ from agent.config import AgentConfig
 from agent.coupons.service import CouponService
 from agent.coupons.sink import CouponSink
 from agent.credentials import CredentialsWatch
-from agent.devices.base import Driver
+from agent.devices.base import Driver, EventSink
 from agent.devices.registry import DeviceContext, build_driver
 from agent.liveness import Pulse
 from agent.logs import register_secret
@@ -49,6 +49,7 @@ class AgentRuntime:
         self.drain: DrainWorker | None = None
         self.heartbeat: HeartbeatLoop | None = None
         self.coupons: CouponService | None = None
+        self.mirror_discovery: Any = None  # MirrorAutoAttach when [discovery] mirrors = "auto"
         self.started = asyncio.Event()
         self.started_at: float | None = None
         self.notifier = notifier or Notifier(None)
@@ -132,6 +133,8 @@ class AgentRuntime:
             ),
             asyncio.create_task(supervise("credentials", watch.run), name="credentials"),
         ]
+        if zeroconf is not None and self.config.discovery.mirrors == "auto":
+            tasks.append(self._discover_mirrors(sink, zeroconf, state_dir, tasks))
         page = None
         if self.config.status_page.enabled:
             from agent.status_page import start_status_page
@@ -159,9 +162,10 @@ class AgentRuntime:
             self.notifier.stopping()
             if page is not None:
                 await page.close()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            while running := [task for task in tasks if not task.done()]:
+                for task in running:  # discovery may have attached a driver meanwhile
+                    task.cancel()
+                await asyncio.gather(*running, return_exceptions=True)
             await client.close()
             if zeroconf is not None:
                 await zeroconf.async_close()
@@ -194,6 +198,30 @@ class AgentRuntime:
             if loop is not None:
                 loop.wake()
 
+    def _discover_mirrors(
+        self, sink: EventSink, zeroconf: Any, state_dir: Path, tasks: "list[asyncio.Task[None]]"
+    ) -> "asyncio.Task[None]":
+        """Attach every announced mirror as a device (docs/MIRRORS.md, "Found on the LAN")."""
+        from agent.devices.mirror.autoattach import MirrorAutoAttach
+
+        def attach(driver: Driver) -> None:
+            self.drivers.append(driver)
+            run = supervise(driver.device_id, driver.run, getattr(driver, "pulse", None))
+            tasks.append(asyncio.create_task(run, name=driver.device_id))
+
+        mirrors = [d for d in self.config.devices if d.kind == "mirror"]
+        self.mirror_discovery = MirrorAutoAttach(
+            self.config.discovery,
+            sink,
+            attach,
+            zeroconf=zeroconf,
+            state_dir=state_dir,
+            declared_mirrors=frozenset(getattr(d, "mirror_id", None) or d.id for d in mirrors),
+            taken_device_ids=frozenset(d.id for d in self.config.devices),
+        )
+        run = supervise("mirror-discovery", self.mirror_discovery.run)
+        return asyncio.create_task(run, name="mirror-discovery")
+
     async def _submit_voucher(self, job_id: str, template: str, fields: Mapping[str, Any]) -> Any:
         """Queue a voucher on the configured printer (its queue makes job_id idempotent)."""
         wanted = self.config.coupons.voucher_printer
@@ -218,14 +246,16 @@ async def run_until_signalled(config: AgentConfig, credentials: Credentials) -> 
 def _zeroconf_for(config: AgentConfig) -> Any:
     """One AsyncZeroconf for every mDNS device, on the union of their interfaces (or all)."""
     mdns = [d for d in config.devices if getattr(d, "transport", None) == "mdns"]
-    if not mdns:
+    wanted = [getattr(d, "mdns_interfaces", None) for d in mdns]
+    if config.discovery.mirrors == "auto":
+        wanted.append(config.discovery.interfaces)
+    if not wanted:
         return None
     from zeroconf import InterfaceChoice, IPVersion
     from zeroconf.asyncio import AsyncZeroconf
 
     chosen: set[str] = set()
-    for device in mdns:
-        interfaces = getattr(device, "mdns_interfaces", None)
+    for interfaces in wanted:
         if interfaces is None:
             return AsyncZeroconf(interfaces=InterfaceChoice.All, ip_version=IPVersion.V4Only)
         chosen.update(interfaces)

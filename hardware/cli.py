@@ -26,6 +26,7 @@ TERMINATORS: dict[str, bytes] = {
     "none": b"",
 }
 _ESCAPE = re.compile(rb"\\x([0-9A-Fa-f]{2})")
+UNPLUGGED_POLL_S = 0.05  # how often a scan waiting for the replug looks again
 
 
 class _Terminated(Exception):
@@ -50,6 +51,10 @@ def _register_scanner(devices: Any) -> None:
         "scanner",
         help="a serial barcode scanner on a pty",
         description="Emulate a serial scanner: sends one scan per stdin line, or generated scans.",
+        epilog="The USB cable from the command line: `kill -USR1 PID` unplugs the scanner (the "
+        "pty goes away, the link is removed, a reader sees EIO); `kill -USR2 PID` plugs it back "
+        "in (a new pty behind the same link). Scans due while unplugged wait for the replug; "
+        "one cut off mid-scan is sent again whole. SIGTERM or Ctrl-C exits.",
     )
     parser.add_argument(
         "--link", type=Path, required=True, help="symlink to the pty; point the agent's port here"
@@ -78,7 +83,7 @@ def run_scanner(args: argparse.Namespace) -> int:
         return 2
     restore = _handle_sigterm()
     try:
-        with PtyScanner(args.link) as scanner:
+        with PtyScanner(args.link) as scanner, _usb_cable_signals(scanner):
             print(f"scanner: {args.link} -> {scanner.device_path}", file=sys.stderr, flush=True)
             scans: Iterable[bytes]
             if args.generate is not None:
@@ -412,9 +417,50 @@ def _send(scanner: PtyScanner, scans: Iterable[bytes], terminator: bytes, interv
     next_at = time.monotonic()
     for data in scans:
         time.sleep(max(0.0, next_at - time.monotonic()))
-        scanner.scan(data, terminator)
+        _send_whole(scanner, data + terminator)
         print(str(data)[2:-1], flush=True)  # bytes repr shows GS and garbage as \x1d etc.
         next_at = max(next_at + interval, time.monotonic())  # late: no catch-up burst
+
+
+def _send_whole(scanner: PtyScanner, data: bytes) -> None:
+    """Send one scan; while unplugged wait for the replug, and resend one cut off by an unplug."""
+    while True:
+        while not scanner.plugged:
+            time.sleep(UNPLUGGED_POLL_S)
+        device = scanner.device_path
+        try:
+            scanner.send_raw(data)
+            return
+        except (EmulatorError, OSError):  # OSError: the fd closed under a write (EBADF)
+            if scanner.plugged and scanner.device_path == device:
+                raise  # the same pty, still failing: nobody is reading
+            # Unplugged mid-scan (SIGUSR1): the partial scan died with the pty.
+
+
+@contextlib.contextmanager
+def _usb_cable_signals(scanner: PtyScanner) -> Iterator[None]:
+    """SIGUSR1 unplugs `scanner`, SIGUSR2 plugs it back in, for the life of the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals only reach the main thread; nothing to install
+        return
+
+    def unplug(signum: int, frame: FrameType | None) -> None:
+        if scanner.plugged:
+            scanner.unplug()
+            print("scanner: unplugged (SIGUSR1)", file=sys.stderr, flush=True)
+
+    def replug(signum: int, frame: FrameType | None) -> None:
+        if not scanner.plugged:
+            scanner.replug()
+            print(f"scanner: plugged in (SIGUSR2): {scanner.link} -> {scanner.device_path}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    previous = [signal.signal(signal.SIGUSR1, unplug), signal.signal(signal.SIGUSR2, replug)]
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGUSR1, previous[0])
+        signal.signal(signal.SIGUSR2, previous[1])
 
 
 def _stdin_scans(escapes: bool) -> Iterator[bytes]:

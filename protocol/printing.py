@@ -15,6 +15,11 @@ class PrintCompletedPayload(Frozen):
     bytes_sent: int = Field(ge=0)
     attempts: int = Field(ge=1)
     queued_ms: int = Field(ge=0, description="from enqueue to completion")
+    reprint: bool = Field(
+        default=False,
+        description="printed as a marked copy: an earlier attempt may be on paper too",
+    )
+    note: Short | None = Field(default=None, description="why it was requeued or copied")
 
 
 class PrintFailedPayload(Frozen):

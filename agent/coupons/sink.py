@@ -24,11 +24,16 @@ class CouponSink:
         return self._outbox.path
 
     async def capture(
-        self, device_id: str, payload: Payload, occurred_at: datetime | None = None
+        self,
+        device_id: str,
+        payload: Payload,
+        occurred_at: datetime | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> None:
         """Commit `payload`; a coupon or badge then goes through the flow before returning, so
         a scanner reads its next frame only once the redemption is decided and recorded."""
-        await self._outbox.capture(device_id, payload, occurred_at)
+        await self._outbox.capture(device_id, payload, occurred_at, idempotency_key=idempotency_key)
         if isinstance(payload, ScanPayload):
             if payload.classification == "coupon":
                 await self._flow.present(payload.text, device_id, "scanner")

@@ -33,9 +33,17 @@ class EventSink(Protocol):
     """Where drivers hand events; `capture` returns only once the event is durable."""
 
     async def capture(
-        self, device_id: str, payload: Payload, occurred_at: datetime | None = None
+        self,
+        device_id: str,
+        payload: Payload,
+        occurred_at: datetime | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> None:
-        """Wrap `payload` in an envelope and commit it to the outbox before returning."""
+        """Wrap `payload` in an envelope and commit it to the outbox before returning.
+
+        A second capture with the same `idempotency_key` is a no-op (the outbox keeps keys).
+        """
         ...
 
     async def count_loss(self, reason: str, count: int = 1) -> None:

@@ -76,8 +76,14 @@ class _MemorySink:
         self.statuses: list[DeviceStatusPayload] = []
 
     async def capture(
-        self, device_id: str, payload: Payload, occurred_at: datetime | None = None
+        self,
+        device_id: str,
+        payload: Payload,
+        occurred_at: datetime | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> None:
+        del idempotency_key  # kept in memory only: nothing to deduplicate against
         if isinstance(payload, DeviceStatusPayload):
             self.statuses.append(payload)
         self.recent.record(device_id, payload, occurred_at or datetime.now(UTC))

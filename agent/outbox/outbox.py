@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 _StoreFn = Callable[[OutboxStore], Any]
 _T = TypeVar("_T")
+MAX_KEY_LEN = 200  # idempotency keys are short names ("print:<job_id>"), not payloads
 
 
 class Outbox:
@@ -74,23 +75,38 @@ class Outbox:
         occurred_at: datetime | None = None,
         *,
         guard: Guard | None = None,
+        idempotency_key: str | None = None,
     ) -> AppendResult:
-        """Commit one event; returns once it is durable (or dropped by the cap or its guard)."""
+        """Commit one event; returns once it is durable (or dropped by the cap or its guard).
+
+        With `idempotency_key`, a key captured before (within CAPTURE_KEY_RETENTION_S) makes
+        this a no-op returning the earlier event's seq with `duplicate=True`: no new event_id,
+        no seq used. The key commits in the same transaction as the event.
+        """
         if self._closed:
             raise OutboxClosed("outbox is closed")
         if device_id not in self._checked_devices:
             self._checked_devices.add(check_id(device_id, "device_id"))
-        event = encode_pending(self._identity, device_id, payload, occurred_at or datetime.now(UTC))
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY_LEN:
+            raise OutboxError(f"idempotency_key must be 1–{MAX_KEY_LEN} characters")
+        event = encode_pending(
+            self._identity, device_id, payload, occurred_at or datetime.now(UTC), idempotency_key
+        )
         if guard is not None:
             event = replace(event, guard=guard)
         result: AppendResult = await self._thread.append(event)
         return result
 
     async def capture(
-        self, device_id: str, payload: Payload, occurred_at: datetime | None = None
+        self,
+        device_id: str,
+        payload: Payload,
+        occurred_at: datetime | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> None:
         """EventSink for drivers: `append`, ignoring the outcome (drops are counted)."""
-        await self.append(device_id, payload, occurred_at)
+        await self.append(device_id, payload, occurred_at, idempotency_key=idempotency_key)
 
     async def read_batch(
         self, max_events: int, max_bytes: int, after: int = 0
@@ -176,7 +192,11 @@ def check_id(value: str, what: str) -> str:
 
 
 def encode_pending(
-    identity: Identity, device_id: str, payload: Payload, occurred_at: datetime
+    identity: Identity,
+    device_id: str,
+    payload: Payload,
+    occurred_at: datetime,
+    idempotency_key: str | None = None,
 ) -> PendingEvent:
     """Serialize an event now, leaving a hole for the seq the writer assigns at commit."""
     kind = KIND_FOR_PAYLOAD[type(payload)]
@@ -192,7 +212,7 @@ def encode_pending(
         kind.encode(),
         payload.__pydantic_serializer__.to_json(payload),
     )
-    return PendingEvent(event_id, kind, head, tail)
+    return PendingEvent(event_id, kind, head, tail, idempotency_key=idempotency_key)
 
 
 _ZERO = timedelta(0)

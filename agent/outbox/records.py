@@ -35,6 +35,7 @@ class PendingEvent:
     head: bytes
     tail: bytes
     guard: Guard | None = None
+    idempotency_key: str | None = None
 
     def body(self, seq: int) -> bytes:
         """The envelope's exact bytes once numbered."""
@@ -43,10 +44,14 @@ class PendingEvent:
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
-    """`seq` once committed; `dropped` names why not: the byte cap, or a refused guard."""
+    """`seq` once committed; `dropped` names why not: the byte cap, or a refused guard.
+
+    `duplicate`: the idempotency key was captured before; `seq` is that earlier event's.
+    """
 
     seq: int | None
     dropped: str | None = None
+    duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,19 @@ def _v2(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX coupon_ledger_expiry ON coupon_ledger(valid_to)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    # Idempotent capture: a caller that may capture the same fact twice (a crash between its
+    # capture and its own bookkeeping) names it; the key commits with the event, so a second
+    # capture finds it and appends nothing (no duplicate, no seq gap). Pruned by age.
+    db.table("capture_keys").create(
+        {"key": str, "seq": int, "created_at": float},
+        pk="key",
+        not_null={"seq", "created_at"},
+    )
+    db.execute("CREATE INDEX capture_keys_age ON capture_keys(created_at)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -25,6 +25,10 @@ JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 WAL_AUTOCHECKPOINT_PAGES = 16384
 # Rejected events kept for inspection; past this the oldest go, counted as a loss.
 DEAD_LETTER_MAX_ROWS = 100_000
+# Idempotency keys are kept this long: longer than any caller waits before re-capturing the
+# same fact (the print queue re-reports unmarked outcomes at the agent's next start).
+CAPTURE_KEY_RETENTION_S = 30 * 24 * 3600.0
+CAPTURE_KEY_PRUNE_EVERY_S = 3600.0  # pruned at open and then at most this often
 
 
 def connect(path: Path, synchronous: str) -> sqlite3.Connection:
@@ -61,6 +65,10 @@ class OutboxStore:
         self.count: int = count
         self.bytes: int = size
         self.over_cap = False
+        self._keys_pruned_at = 0.0
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._prune_keys(time.time())
+        self.conn.execute("COMMIT")
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -70,9 +78,22 @@ class OutboxStore:
         rows: list[tuple[int, str, str, int, float, bytes]] = []
         results: list[AppendResult] = []
         dropped_new = 0
+        keys: list[tuple[str, int, float]] = []
+        seen: dict[str, int] = {}  # keys committed by this same transaction
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             for event in pending:
+                key = event.idempotency_key
+                if key is not None:
+                    earlier = seen.get(key)
+                    if earlier is None:
+                        row = self.conn.execute(
+                            "SELECT seq FROM capture_keys WHERE key = ?", (key,)
+                        ).fetchone()
+                        earlier = row[0] if row else None
+                    if earlier is not None:
+                        results.append(AppendResult(seq=earlier, duplicate=True))
+                        continue
                 guard = event.guard
                 if guard is not None and self.conn.execute(guard.sql, guard.params).rowcount != 1:
                     # A refusal, not a loss: the caller learns it from the result and records
@@ -93,10 +114,16 @@ class OutboxStore:
                 seq = self.next_seq
                 self.next_seq += 1
                 rows.append((seq, event.event_id, kind, int(droppable), now, body))
+                if key is not None:
+                    keys.append((key, seq, now))
+                    seen[key] = seq
                 self.count += 1
                 self.bytes += len(body)
                 results.append(AppendResult(seq=seq))
             self.conn.executemany("INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self.conn.executemany("INSERT INTO capture_keys VALUES (?, ?, ?)", keys)
+            if now - self._keys_pruned_at >= CAPTURE_KEY_PRUNE_EVERY_S:
+                self._prune_keys(now)
             self.conn.execute(
                 "UPDATE meta SET value = ? WHERE key = 'next_seq'", (str(self.next_seq),)
             )
@@ -237,6 +264,12 @@ class OutboxStore:
         if self.over_cap and self.bytes <= self.max_bytes:
             self.over_cap = False
         return deleted
+
+    def _prune_keys(self, now: float) -> None:
+        self.conn.execute(
+            "DELETE FROM capture_keys WHERE created_at < ?", (now - CAPTURE_KEY_RETENTION_S,)
+        )
+        self._keys_pruned_at = now
 
     def _count_loss(self, reason: str, count: int) -> None:
         self.conn.execute(

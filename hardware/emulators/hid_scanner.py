@@ -20,7 +20,7 @@ from types import TracebackType
 # struct input_event (linux/input.h): timeval, u16 type, u16 code, s32 value (24 bytes).
 EVENT = struct.Struct("@llHHi")
 EV_SYN, EV_KEY, EV_MSC = 0x00, 0x01, 0x04  # linux/input-event-codes.h
-SYN_REPORT, MSC_SCAN = 0, 4
+SYN_REPORT, SYN_DROPPED, MSC_SCAN = 0, 3, 4
 KEY_TAB, KEY_ENTER, KEY_LEFTCTRL, KEY_LEFTSHIFT = 15, 28, 29, 42
 KEY_SPACE, KEY_KPENTER, KEY_RIGHTALT = 57, 96, 100
 FUNCTION_KEYS = {f"F{n}": 58 + n for n in range(1, 11)} | {"F11": 87, "F12": 88}
@@ -115,6 +115,11 @@ class HidScannerEmulator:
             if start and gap_s:
                 time.sleep(gap_s)
             self._write_all(data[start : start + step])
+
+    def overflow(self) -> None:
+        """What the kernel sends when this reader's evdev buffer overflowed: SYN_DROPPED."""
+        sec, usec = divmod(round(time.time() * 1e6), 1_000_000)
+        self.send_raw(EVENT.pack(sec, usec, EV_SYN, SYN_DROPPED, 0))
 
     def pending(self) -> int:
         """Bytes typed but not yet read by whoever has the FIFO open."""

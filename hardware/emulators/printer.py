@@ -196,7 +196,7 @@ class PrinterEmulator:
         out = self.core.receive(data)
         self._write_pty(out.reply)
         if out.hang_up:  # a serial printer cannot hang up; it just never answers
-            log.info("hang_up_on_confirm on a pty: the confirm is dropped")
+            log.info("link fault on a pty: what follows is dropped, no hang-up on serial")
 
     def _write_pty(self, data: bytes) -> None:
         if self._master is None or not data:

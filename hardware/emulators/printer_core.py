@@ -71,6 +71,19 @@ class StatusMode(StrEnum):
     JUNK = "junk"
 
 
+@dataclass(slots=True)
+class LinkFault:
+    """A one-shot hang-up: answer `markers` GS ( H requests, then drop the link.
+
+    With `then_bytes` None the link drops at the next marker instead of answering it; else
+    the printer takes `then_bytes` more bytes after the last answered marker, then drops.
+    """
+
+    markers: int
+    then_bytes: int | None = None
+    bytes_left: int | None = None  # counting down once the markers are used up
+
+
 @dataclass(frozen=True, slots=True)
 class Output:
     """What the printer sends back after some input, and whether it then drops the link."""
@@ -87,8 +100,8 @@ class PrinterCore:
     ) -> None:
         self.state = PrinterState()
         self.status_mode = StatusMode.NORMAL
-        # Fault: print the job, then hang up instead of answering its GS ( H (a lost confirm).
-        self.hang_up_on_confirm = False
+        # A link drop at a chosen point (see LinkFault, hang_up_at_marker, hang_up_mid_data).
+        self.fault: LinkFault | None = None
         # A cheap clone ignores GS ( H: the job prints, no process-ID answer ever comes.
         self.supports_process_id = True
         # Receipts left on the roll (None: endless). At 0 the next data finds the paper out and
@@ -111,13 +124,30 @@ class PrinterCore:
         """What has been printed since the last cut."""
         return self._parser.current
 
+    def hang_up_at_marker(self, answered: int) -> None:
+        """Answer `answered` more GS ( H markers, then drop the link at the next one."""
+        self.fault = LinkFault(answered)
+
+    def hang_up_mid_data(self, answered: int, then_bytes: int) -> None:
+        """Answer `answered` (≥ 1) more markers, take `then_bytes` more bytes, drop the link."""
+        if answered < 1 or then_bytes < 1:
+            raise ValueError("hang_up_mid_data needs answered ≥ 1 and then_bytes ≥ 1")
+        self.fault = LinkFault(answered, then_bytes)
+
     def receive(self, data: bytes) -> Output:
         """Bytes from the host: real-time requests answered at once, print data in order."""
+        cut_off = False
+        fault = self.fault
+        if fault is not None and fault.bytes_left is not None:
+            data, fault.bytes_left = data[: fault.bytes_left], fault.bytes_left - len(data)
+            cut_off = fault.bytes_left <= 0  # the rest never arrives: the link is gone
         self.bytes_received += len(data)
         reply = self._realtime(data)
         self._held += data
         out = self._process()
-        return Output(reply + out.reply, out.hang_up)
+        if cut_off:
+            self.fault = None
+        return Output(reply + out.reply, out.hang_up or cut_off)
 
     def set_status(self, **changes: bool) -> Output:
         """Flip sensors (see PrinterState); held data prints once nothing stops it."""
@@ -176,7 +206,7 @@ class PrinterCore:
                 if self._on_receipt is not None:
                     self._on_receipt(signal)
             elif isinstance(signal, ProcessIdRequest):
-                if self.hang_up_on_confirm:
+                if self._hang_up_at(signal):
                     return Output(bytes(reply), hang_up=True)
                 if self.supports_process_id and self.status_mode is not StatusMode.SILENT:
                     reply += b"\x37\x22" + signal.pid + b"\x00"  # Epson process-ID response
@@ -185,6 +215,19 @@ class PrinterCore:
                 if signal.flags:
                     reply += self.state.asb()
         return Output(bytes(reply))
+
+    def _hang_up_at(self, signal: ProcessIdRequest) -> bool:
+        """Whether the armed fault drops the link at this marker (then it is not answered)."""
+        fault = self.fault
+        if fault is None or fault.bytes_left is not None:
+            return False
+        if fault.markers == 0:
+            self.fault = None
+            return True
+        fault.markers -= 1
+        if fault.markers == 0 and fault.then_bytes is not None:
+            fault.bytes_left = fault.then_bytes  # receive() counts these down, then cuts off
+        return False
 
 
 STATUS_FLAGS = tuple(f.name for f in fields(PrinterState))

@@ -55,6 +55,12 @@ class PtyScanner:
         """Bytes written but not yet read by whoever has the port open."""
         if self._slave is None:
             return 0
+        # A master write reaches the slave's read buffer later, from a kernel worker (the tty
+        # flip buffer); FIONREAD does not wait for it and can say 0 while the last scan is
+        # still in flight. poll() on the slave does: n_tty_poll flushes that pending work
+        # first when the buffer looks empty. Without this, close() right after drain() could
+        # hang up the line with a scan still in flight, and the reader would never get it.
+        select.select([self._slave], [], [], 0)
         raw = fcntl.ioctl(self._slave, termios.FIONREAD, b"\0\0\0\0")
         count: int = struct.unpack("i", raw)[0]
         return count

@@ -140,3 +140,62 @@ async def test_every_device_reaches_the_cloud_and_one_failing_disturbs_no_other(
         scanner.close()
         await cloud.stop()
     assert agent.exception() is None
+
+
+async def test_discovery_auto_attaches_announced_mirrors_and_reports_them(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    import secrets
+
+    import zeroconf._core
+
+    from agent.config import DiscoverySection
+
+    # Announce in milliseconds, not ~1.2 s (as mirror/mdns_loopback.quick_mdns_timing does).
+    for name in ("_CHECK_TIME", "_REGISTER_TIME", "_UNREGISTER_TIME"):
+        monkeypatch.setattr(zeroconf._core, name, 10)
+    cloud = await start_cloud(
+        CloudConfig(db_url=f"sqlite:///{tmp_path / 'cloud.db'}", admin_token=ADMIN, port=0)
+    )
+    credentials = await enroll(cloud.url, (await cloud.create_enroll_code(STORE)).code)
+    # The real service type, so ids unique to this run keep other runs' mirrors out.
+    tag = secrets.token_hex(3)
+    ids = [f"RT{tag}-{n}" for n in (1, 2)]
+    mirrors = [MirrorEmulator(mirror_id) for mirror_id in ids]
+    config = AgentConfig(
+        agent=AgentSection(state_dir=tmp_path / "state"),
+        cloud=CloudSection(url=cloud.url, heartbeat_interval_s=0.2, backoff_cap_s=0.5),
+        discovery=DiscoverySection(mirrors="auto", mirror_ids=[f"RT{tag}-*"],
+                                   interfaces=["127.0.0.1"]),
+    )  # fmt: skip
+    runtime = AgentRuntime(config, credentials)
+    stop = asyncio.Event()
+    agent = asyncio.create_task(runtime.run(stop))
+    session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"})
+
+    async def heartbeat_devices() -> dict[str, str]:
+        async with session.get(f"{cloud.url}/api/stores/{STORE}") as response:
+            body = await response.json()
+        beat = body["agents"][0]["heartbeat"] or {}
+        # The coupon service reports beside the devices; this test is about the mirrors.
+        devices = [d for d in beat.get("devices", []) if d["kind"] != "coupons"]
+        return {d["device_id"]: d["state"] for d in devices}
+
+    async def both_in_heartbeat() -> bool:
+        return await heartbeat_devices() == {f"mirror-{i}": "online" for i in ids}
+
+    try:
+        await runtime.started.wait()
+        for mirror in mirrors:
+            await mirror.start()
+        await _until(both_in_heartbeat, 15, "both mirrors attached, online, in heartbeats")
+    finally:
+        stop.set()
+        await agent
+        await session.close()
+        for mirror in mirrors:
+            await mirror.close()
+        await cloud.stop()
+    assert runtime.mirror_discovery is not None
+    assert runtime.mirror_discovery.counters["attached"] == 2
+    assert {driver.health().condition for driver in runtime.drivers} == {"stopped"}

@@ -89,6 +89,10 @@ class MirrorDiscovery:
         """Every mirror seen now, by id."""
         return dict(self._found.values())
 
+    def next_change(self) -> asyncio.Event:
+        """An event set at the next announcement or removal; take it before looking."""
+        return self._changed
+
     async def wait_for(
         self, mirror_id: str, timeout: float, newer_than: MirrorAddress | None = None
     ) -> MirrorAddress | None:

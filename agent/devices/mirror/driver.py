@@ -20,11 +20,10 @@ from agent.devices.mirror.cursor import Cursor, cursor_path, load_cursor, save_c
 from agent.devices.mirror.discovery import MirrorAddress, MirrorDiscovery
 from agent.devices.mirror.errors import MirrorError, MirrorProtocolError, MirrorUnavailableError
 from agent.devices.mirror.records import RECORDINGS, occurred_at
-from agent.devices.mirror.states import DEVICE_STATE, TRANSITIONS, ConnState
 from agent.devices.mirror.stream import SKIP_REASONS, MirrorStream
 from agent.devices.scanner.flood import FloodGuard
+from agent.devices.states import DeviceStateMachine, Signal, backoff_delay
 from agent.liveness import Pulse
-from protocol.events import DeviceStatusPayload
 from protocol.mirror_api import (
     SERVICE_TYPE,
     SUPPORTED_API_VERSIONS,
@@ -52,7 +51,6 @@ FLOOD_BURST = 100
 FLOOD_CALM_S = 2.0
 LOSS_FLUSH_S = 1.0  # flood/gap losses reach the outbox at most this often (one write each)
 CURSOR_SAVE_S = 1.0  # a cursor moved only by skips and drops is saved at most this often
-_DETAIL_LEN = 512  # DeviceStatusPayload.detail max_length
 
 
 COUNTERS = (
@@ -63,8 +61,7 @@ COUNTERS = (
 
 def reconnect_delay(attempt: int, rng: random.Random) -> float:
     """Seconds before resubscribe number `attempt` (0-based): exponential, capped, jittered."""
-    ceiling = min(RECONNECT_MAX_S, RECONNECT_INITIAL_S * RECONNECT_FACTOR ** min(attempt, 32))
-    return ceiling * rng.uniform(0.5, 1.0)  # jitter: a store's mirrors do not retry in step
+    return backoff_delay(attempt, rng, RECONNECT_INITIAL_S, RECONNECT_MAX_S, RECONNECT_FACTOR)
 
 
 class MirrorDriver:
@@ -92,7 +89,7 @@ class MirrorDriver:
         self._saving: asyncio.Future[None] | None = None  # the cursor write in its thread
         self._guard = FloodGuard(FLOOD_RATE_PER_S, FLOOD_BURST, FLOOD_CALM_S)
         self._rng = random.Random()
-        self._state, self._condition, self._detail = ConnState.CONNECTING, "", ""
+        self._machine = DeviceStateMachine(self.device_id, sink)
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._losses: Counter[str] = Counter()
         self._losses_flushed_at = self._cursor_saved_at = 0.0
@@ -106,7 +103,8 @@ class MirrorDriver:
         """Follow the mirror until cancelled; re-raises only a sink failure (the outbox's)."""
         if self._running:
             raise RuntimeError(f"{self.device_id}: run() is already running")
-        self._running, self._state = True, ConnState.CONNECTING
+        self._running = True
+        self._machine.start()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 session = await stack.enter_async_context(aiohttp.ClientSession())
@@ -128,15 +126,16 @@ class MirrorDriver:
                 await self._flush(time.monotonic(), force=True)
             except Exception:  # the outbox is gone too: nothing left to tell it
                 log.exception("%s: could not flush counters on stop", self.device_id)
-            self._state, self._condition, self._detail = ConnState.DISCONNECTED, "stopped", ""
+            self._machine.stop()
             self._running = False
             self.pulse.park()
 
     def health(self) -> DeviceHealth:
         """State, condition and counters as of now."""
         return DeviceHealth(
-            device_id=self.device_id, kind=self.kind, state=DEVICE_STATE[self._state],
-            condition=self._condition, detail=self._detail or None, counters=dict(self._counters),
+            device_id=self.device_id, kind=self.kind, state=self._machine.state.value,
+            condition=self._machine.condition, detail=self._machine.detail,
+            counters=dict(self._counters),
         )  # fmt: skip
 
     async def display(self, request: DisplayRequest) -> DisplayAck:
@@ -162,13 +161,13 @@ class MirrorDriver:
             self.pulse.beat(DISCOVERY_TIMEOUT_S)
             address = await self._locate()
             if address is None:
-                await self._fire("not_found", f"{self.mirror_id} not announced on mDNS")
+                await self._fire(Signal.NOT_FOUND, f"{self.mirror_id} not announced on mDNS")
             else:
                 started = time.monotonic()
                 try:
                     await self._follow(address)
                 except MirrorError as exc:
-                    await self._fire("lost", f"{address.url}: {exc}")
+                    await self._fire(Signal.LOST, f"{address.url}: {exc}")
                 await self._flush(time.monotonic(), force=True)
                 if time.monotonic() - started >= RECONNECT_STABLE_S:
                     attempt = 0
@@ -230,7 +229,7 @@ class MirrorDriver:
             self._address = address
             self._counters["subscriptions"] += 1
             self._counters["reconnects"] = self._counters["subscriptions"] - 1
-            await self._fire("subscribed", f"{model} at {address.url}")
+            await self._fire(Signal.OPENED, f"{model} at {address.url}")
         if step.event is not None:
             await self._record(step.event, socket)
 
@@ -241,7 +240,8 @@ class MirrorDriver:
             self._counters["flood_dropped"] += 1
             self._losses["mirror_flood"] += 1
             self._stream.commit(event.counter)  # shed on purpose: never asked for again
-            await self._fire("flooding", f"over {FLOOD_RATE_PER_S:g} events/s, dropping")
+            detail = f"over {FLOOD_RATE_PER_S:g} events/s, dropping"
+            await self._fire(Signal.FAULT, detail, "flooding")
             return
         now = datetime.now(UTC)
         when = occurred_at(event.at, now)
@@ -260,7 +260,8 @@ class MirrorDriver:
     async def _tick(self) -> None:
         now = time.monotonic()
         if self._guard.calmed(now):
-            await self._fire("calm", f"dropped {self._guard.dropped_since_flood} events")
+            detail = f"dropped {self._guard.dropped_since_flood} events"
+            await self._fire(Signal.CLEARED, detail, "flood_ended")
         await self._flush(now)
 
     async def _flush(self, now: float, force: bool = False) -> None:
@@ -293,18 +294,9 @@ class MirrorDriver:
             return
         self._saved, self._cursor_saved_at = cursor, time.monotonic()
 
-    async def _fire(self, event: str, detail: str) -> None:
-        """Apply one transition; emit device.status only when the state actually changes."""
-        change = TRANSITIONS.get((self._state, event))
-        if change is None:
-            return
-        state, condition = change
-        self._state, self._condition, self._detail = state, condition, detail[:_DETAIL_LEN]
-        log.info("%s: %s (%s): %s", self.device_id, state.value, condition, detail)
-        payload = DeviceStatusPayload(
-            state=DEVICE_STATE[state], condition=condition, detail=self._detail or None
-        )
-        await self._sink.capture(self.device_id, payload)
+    async def _fire(self, signal: Signal, detail: str, condition: str | None = None) -> None:
+        """Apply one signal; device.status only when state or condition changes."""
+        await self._machine.fire(signal, detail, condition)
 
     def _own_zeroconf(self, stack: contextlib.AsyncExitStack) -> AsyncZeroconf:
         interfaces = self._config.mdns_interfaces or InterfaceChoice.All

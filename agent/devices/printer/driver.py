@@ -6,22 +6,20 @@ import logging
 import random
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from agent.config import AgentSection, SerialPrinterConfig, TcpPrinterConfig
 from agent.devices.base import EventSink
-from agent.devices.printer import escpos
+from agent.devices.printer import escpos, templates
 from agent.devices.printer.errors import StatusError
 from agent.devices.printer.jobs import JobLedger
 from agent.devices.printer.link import Link, LinkLost, SerialLink, TcpLink
 from agent.devices.printer.queue import QUEUE_FILE, Job
 from agent.devices.printer.session import PrinterSession
 from agent.devices.printer.status import CONDITIONS, Junk, PrinterStatus
+from agent.devices.states import DeviceState, DeviceStateMachine, Signal, backoff_delay
 from agent.liveness import Pulse
-from protocol.events import DeviceStatusPayload
 from protocol.wire import DeviceHealth
 
 log = logging.getLogger(__name__)
@@ -36,40 +34,15 @@ RECONNECT_STABLE_S = 10.0  # connected this long, the next loss starts the backo
 # in a row and the connection is dropped and reopened.
 MISSED_POLLS_LOST = 2
 ASB_ALL = 0x0F  # GS a n: drawer, online/offline, error and paper changes (devices.md §2.3)
-_DETAIL_LEN = 512  # DeviceStatusPayload.detail max_length
-
-
-class ConnState(StrEnum):
-    """Connection state; `degraded` is connected but not (fully) able to print."""
-
-    CONNECTING = "connecting"
-    ONLINE = "online"
-    DEGRADED = "degraded"
-    OFFLINE = "offline"
-
-
-FROM_STATUS = ""  # the condition is the printer's own (paper_out, cover_open…)
-# (state, what happened) → (new state, condition). Unlisted pairs change nothing, and an event
-# whose state and condition equal the current ones is not emitted again.
-TRANSITIONS: dict[tuple[ConnState, str], tuple[ConnState, str]] = {
-    (ConnState.CONNECTING, "opened"): (ConnState.ONLINE, "connected"),
-    (ConnState.CONNECTING, "open_failed"): (ConnState.OFFLINE, "disconnected"),
-    (ConnState.CONNECTING, "lost"): (ConnState.OFFLINE, "disconnected"),
-    (ConnState.OFFLINE, "opened"): (ConnState.ONLINE, "connected"),
-    (ConnState.ONLINE, "lost"): (ConnState.OFFLINE, "disconnected"),
-    (ConnState.DEGRADED, "lost"): (ConnState.OFFLINE, "disconnected"),
-    (ConnState.ONLINE, "fault"): (ConnState.DEGRADED, FROM_STATUS),
-    (ConnState.DEGRADED, "fault"): (ConnState.DEGRADED, FROM_STATUS),
-    (ConnState.ONLINE, "junk"): (ConnState.DEGRADED, "status_junk"),
-    (ConnState.DEGRADED, "junk"): (ConnState.DEGRADED, "status_junk"),
-    (ConnState.DEGRADED, "ok"): (ConnState.ONLINE, "recovered"),
-}
+NOT_PRINTED_NO_START = (
+    "not printed: the printer never answered the start marker; "
+    'set confirm = "status" if it lacks GS ( H'
+)
 
 
 def reconnect_delay(attempt: int, rng: random.Random) -> float:
     """Seconds before reconnect number `attempt` (0-based): exponential, capped, jittered."""
-    ceiling = min(RECONNECT_MAX_S, RECONNECT_INITIAL_S * RECONNECT_FACTOR ** min(attempt, 32))
-    return ceiling * rng.uniform(0.5, 1.0)
+    return backoff_delay(attempt, rng, RECONNECT_INITIAL_S, RECONNECT_MAX_S, RECONNECT_FACTOR)
 
 
 class _Unconfirmed(Exception):
@@ -93,7 +66,7 @@ class EscPosPrinter:
         self._sink = sink
         self._wake = asyncio.Event()
         self._rng = random.Random()
-        self._state, self._condition, self._detail = ConnState.CONNECTING, "", ""
+        self._machine = DeviceStateMachine(self.device_id, sink)
         self._announced = False  # this session said "connected" already
         self._misses = 0
         self._counters = dict.fromkeys(
@@ -127,8 +100,9 @@ class EscPosPrinter:
     def health(self) -> DeviceHealth:
         """State, condition and counters as of now."""
         return DeviceHealth(
-            device_id=self.device_id, kind=self.kind, state=self._state.value,
-            condition=self._condition, detail=self._detail or None, counters=dict(self._counters),
+            device_id=self.device_id, kind=self.kind, state=self._machine.state.value,
+            condition=self._machine.condition, detail=self._machine.detail,
+            counters=dict(self._counters),
         )  # fmt: skip
 
     async def run(self) -> None:
@@ -136,7 +110,7 @@ class EscPosPrinter:
         if self._running:
             raise RuntimeError(f"{self.device_id}: run() is already running")
         self._running = True
-        self._state = ConnState.CONNECTING
+        self._machine.start()
         try:
             self.pulse.beat()
             await self.jobs.recover()
@@ -147,7 +121,8 @@ class EscPosPrinter:
                 try:
                     await self._connect_and_serve()
                 except LinkLost as exc:
-                    await self._fire("lost" if self._announced else "open_failed", str(exc))
+                    signal = Signal.LOST if self._announced else Signal.OPEN_FAILED
+                    await self._machine.fire(signal, str(exc))
                 if time.monotonic() - opened_at >= RECONNECT_STABLE_S:
                     attempt = 0
                 delay = reconnect_delay(attempt, self._rng)
@@ -156,7 +131,7 @@ class EscPosPrinter:
                 attempt += 1
         finally:
             self.pulse.park()
-            self._state, self._condition, self._detail = ConnState.OFFLINE, "stopped", ""
+            self._machine.stop()
             self._running = False
             await self.aclose()
 
@@ -197,7 +172,7 @@ class EscPosPrinter:
         except StatusError as exc:
             self._misses = 0
             await self._announce(session)
-            await self._fire("junk", str(exc))
+            await self._machine.fire(Signal.FAULT, str(exc), "status_junk")
             return None
         except TimeoutError:
             self._misses += 1
@@ -207,19 +182,19 @@ class EscPosPrinter:
         self._misses = 0
         await self._announce(session)
         if status.condition == "ok":
-            await self._fire("ok", None)
+            await self._machine.fire(Signal.CLEARED, None, "recovered")
         else:
             flags = [name for flag, name, _ in CONDITIONS if getattr(status, flag)]
-            await self._fire("fault", ", ".join(flags), status.condition)
+            await self._machine.fire(Signal.FAULT, ", ".join(flags), status.condition)
         return status
 
     async def _announce(self, session: PrinterSession) -> None:
         if self._announced:
             return
         self._announced = True
-        if self._state is ConnState.OFFLINE:
+        if self._machine.state is DeviceState.OFFLINE:
             self._counters["reconnects"] += 1
-        await self._fire("opened", session.link.describe)
+        await self._machine.fire(Signal.OPENED, session.link.describe)
 
     def _junk(self, item: Junk) -> None:
         self._counters["status_junk"] += 1
@@ -232,41 +207,48 @@ class EscPosPrinter:
                 await self._wake.wait()
         self._wake.clear()
 
-    async def _fire(self, event: str, detail: str | None, condition: str = "") -> None:
-        """Apply one transition; emit device.status only when state or condition changes."""
-        change = TRANSITIONS.get((self._state, event))
-        if change is None:
-            return
-        state, named = change
-        named = named or condition
-        if (state, named) == (self._state, self._condition):
-            return
-        self._state, self._condition, self._detail = state, named, detail or ""
-        log.info("%s: %s (%s): %s", self.device_id, state.value, named, detail)
-        clipped = detail[:_DETAIL_LEN] if detail else None
-        payload = DeviceStatusPayload(state=state.value, condition=named, detail=clipped)
-        await self._sink.capture(self.device_id, payload, datetime.now(UTC))
-
     # --- jobs -------------------------------------------------------------------------------
 
     async def _print(self, session: PrinterSession, job: Job) -> None:
-        """Send one job and learn its fate; it is never sent twice (docs/PRINTERS.md)."""
-        job = await self.jobs.start(job)  # committed before the first byte leaves
-        pid = bytes(self._rng.randrange(0x30, 0x7F) for _ in range(4))  # GS ( H: 30h–7Eh
+        """Send one job and decide its fate from the printer's answers (docs/PRINTERS.md)."""
+        job = await self.jobs.start(job)  # committed before the start marker leaves
         by_id = self._config.confirm == "process_id"
-        done = session.expect_done(pid) if by_id else None
+        if by_id:
+            # Stop-and-wait on a start marker: until the printer answers it, not one byte of
+            # the job has left, so any failure here is certain to have printed nothing.
+            try:
+                await self._marker(session)
+            except LinkLost as exc:
+                await self.jobs.unsent(job, f"link lost before the start was confirmed: {exc}")
+                raise
+            except _Unconfirmed as exc:
+                await self.jobs.failed(job, f"{NOT_PRINTED_NO_START} ({exc})")
+                return
+        job = await self.jobs.sent(job)  # committed before the job's first byte leaves
+        data = templates.copy_banner() + job.data if job.reprint else job.data
         try:
             self.pulse.beat(self._config.write_timeout_s)
-            await session.send(job.data + (escpos.process_id(pid) if by_id else b""))
-            self._counters["bytes_sent"] += len(job.data)
-            await self._confirm(session, done)
+            if by_id:
+                await self._marker(session, data)
+            else:
+                await session.send(data)
+                await self._confirm(session, None)
         except LinkLost as exc:
-            await self.jobs.failed(job, f"uncertain: link lost mid-job: {exc}")
+            await self.jobs.uncertain(job, f"link lost after the job was sent: {exc}")
             raise
         except _Unconfirmed as exc:
-            await self.jobs.failed(job, f"uncertain: {exc}")
+            await self.jobs.uncertain(job, f"sent, then {exc}")
             return
+        finally:
+            self._counters["bytes_sent"] += len(data)
         await self.jobs.done(job)
+
+    async def _marker(self, session: PrinterSession, data: bytes = b"") -> None:
+        """Send `data` and a GS ( H process-ID marker; return once the printer answers it."""
+        pid = bytes(self._rng.randrange(0x30, 0x7F) for _ in range(4))  # GS ( H: 30h–7Eh
+        done = session.expect_done(pid)  # registered first, so a fast answer is not missed
+        await session.send(data + escpos.process_id(pid))
+        await self._confirm(session, done)
 
     async def _confirm(self, session: PrinterSession, done: "asyncio.Future[bool] | None") -> None:
         """Wait for the job's confirmation; the clock stops while the printer says it holds it."""

@@ -68,7 +68,7 @@ class JobLedger:
         return job
 
     async def recover(self) -> None:
-        """At start: prune, fail jobs left `printing` as uncertain, report unreported outcomes."""
+        """At start: prune, settle jobs a crash left unfinished, report unreported outcomes."""
         queue = await self.queue()
         await queue.prune()
         for job in await queue.recover():
@@ -80,15 +80,30 @@ class JobLedger:
         return await (await self.queue()).next_queued()
 
     async def start(self, job: Job) -> Job:
-        """Mark `printing`, committed: from here on the job is never sent again."""
+        """Mark `printing`, committed, before the start marker goes out."""
         return await (await self.queue()).mark_printing(job.job_id)
+
+    async def sent(self, job: Job) -> Job:
+        """Mark `sent`, committed, before the job's own bytes go out."""
+        return await (await self.queue()).mark_sent(job.job_id)
+
+    async def unsent(self, job: Job, why: str) -> Job:
+        """No byte of the job reached the printer: back to the queue, printed as normal."""
+        return await (await self.queue()).requeue(job.job_id, reprint=False, note=why[:REASON_LEN])
+
+    async def uncertain(self, job: Job, why: str) -> Job:
+        """The job may be on paper: queued once more as a marked copy, or failed if it was one."""
+        if job.reprint:
+            await self.failed(job, f"uncertain: {why}; the marked copy was not confirmed either")
+            return job
+        return await (await self.queue()).requeue(job.job_id, reprint=True, note=why[:REASON_LEN])
 
     async def done(self, job: Job) -> None:
         """The printer confirmed the job."""
         await self._finish(await (await self.queue()).mark_done(job.job_id))
 
     async def failed(self, job: Job, reason: str) -> None:
-        """The job is given up on (its fate may be unknown; it is not retried)."""
+        """The job is given up on; it is never printed again."""
         await self._finish(await (await self.queue()).mark_failed(job.job_id, reason[:REASON_LEN]))
 
     async def queue(self) -> PrintQueue:
@@ -116,7 +131,8 @@ class JobLedger:
             self._counters["jobs_printed"] += 1
             payload = PrintCompletedPayload(
                 job_id=job.job_id, template=job.template, bytes_sent=len(job.data),
-                attempts=max(job.attempts, 1), queued_ms=job.queued_ms,
+                attempts=max(job.attempts, 1), queued_ms=job.queued_ms, reprint=job.reprint,
+                note=job.note[:REASON_LEN] if job.note else None,
             )  # fmt: skip
         else:
             self._counters["jobs_failed"] += 1
@@ -124,9 +140,21 @@ class JobLedger:
                 job_id=job.job_id, template=job.template,
                 reason=(job.reason or "failed")[:REASON_LEN], attempts=job.attempts,
             )  # fmt: skip
-        # A crash between these two lines re-reports the job at the next start (at-least-once).
-        await self._sink.capture(self.device_id, payload, datetime.now(UTC))
+        # A crash between these two lines re-reports the job at the next start; the key makes
+        # that second capture a no-op in the outbox, so the cloud sees one event, seq gap-free.
+        await self._sink.capture(
+            self.device_id, payload, datetime.now(UTC), idempotency_key=outcome_key(job)
+        )
         await (await self.queue()).mark_reported(job.job_id)
+
+
+def outcome_key(job: Job) -> str:
+    """The outbox idempotency key of a job's one print.* event.
+
+    The enqueue time is part of it: a job_id may come back as a new job once the old one was
+    pruned (queue.RETENTION_S), and that job's outcome must not be taken for the old one's.
+    """
+    return f"print-outcome:{job.job_id}:{job.enqueued_at!r}"
 
 
 def check_names(job_id: str, template: str) -> None:

@@ -18,23 +18,30 @@ QUEUE_FILE = "printqueue.db"
 # Finished jobs are kept this long, so a caller retrying a submit within it gets the old job
 # back instead of a second print (the idempotency window; docs/PRINTERS.md).
 RETENTION_S = 7 * 24 * 3600.0
-UNCERTAIN_RESTART = "uncertain: agent restarted mid-job"
+# Why a job went back to the queue after an agent restart (docs/PRINTERS.md, "Jobs").
+UNSENT_RESTART = "agent restarted before the printer confirmed the job's start"
+UNCERTAIN_RESTART = "agent restarted after the job was sent, before its confirmation"
 
 _T = TypeVar("_T")
 
 
 class JobState(StrEnum):
-    """queued → printing → done | failed; a job never goes back to queued."""
+    """queued → printing → sent → done | failed; back to queued only on evidence (requeue)."""
 
     QUEUED = "queued"
-    PRINTING = "printing"
+    PRINTING = "printing"  # the start marker is out; no byte of the job yet
+    SENT = "sent"  # the printer confirmed the start: the job's bytes go out (may be on paper)
     DONE = "done"
     FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One print job as stored; `reported` once its print.* event is in the outbox."""
+    """One print job as stored; `reported` once its print.* event is in the outbox.
+
+    `reprint`: the next (or last) print is a visibly marked reprint, because an earlier attempt
+    may already be on paper; `note` says why.
+    """
 
     seq: int
     job_id: str
@@ -47,6 +54,8 @@ class Job:
     finished_at: float | None
     reason: str | None
     reported: bool
+    reprint: bool = False
+    note: str | None = None
 
     @property
     def queued_ms(self) -> int:
@@ -71,10 +80,16 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX jobs_by_state ON jobs(device_id, state, seq)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    # reprint: the job may already be on paper once, so its next print is marked as a copy.
+    db.execute("ALTER TABLE jobs ADD COLUMN reprint INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE jobs ADD COLUMN note TEXT")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 _COLUMNS = (
     "seq, job_id, device_id, template, data, state, attempts, enqueued_at, finished_at, "
-    "reason, reported"
+    "reason, reported, reprint, note"
 )
 
 
@@ -147,16 +162,37 @@ class PrintQueue:
         )
 
     async def mark_printing(self, job_id: str) -> Job:
-        """queued → printing, attempts + 1: committed before the first byte goes out."""
-        return await self._transition(job_id, JobState.QUEUED, JobState.PRINTING, None)
+        """queued → printing: committed before the start marker goes out."""
+        return await self._transition(job_id, (JobState.QUEUED,), JobState.PRINTING, None)
+
+    async def mark_sent(self, job_id: str) -> Job:
+        """printing → sent, attempts + 1: committed before the job's first byte goes out."""
+        return await self._transition(job_id, (JobState.PRINTING,), JobState.SENT, None)
 
     async def mark_done(self, job_id: str) -> Job:
-        """printing → done: the printer confirmed the job."""
-        return await self._transition(job_id, JobState.PRINTING, JobState.DONE, None)
+        """sent → done: the printer confirmed the job."""
+        return await self._transition(job_id, (JobState.SENT,), JobState.DONE, None)
 
     async def mark_failed(self, job_id: str, reason: str) -> Job:
-        """queued or printing → failed, never to be retried."""
-        return await self._transition(job_id, None, JobState.FAILED, reason)
+        """Any unfinished state → failed, never to be retried."""
+        return await self._transition(job_id, _UNFINISHED, JobState.FAILED, reason)
+
+    async def requeue(self, job_id: str, *, reprint: bool, note: str) -> Job:
+        """printing or sent → queued again; `reprint` marks the next print as a reprint."""
+
+        def update(conn: sqlite3.Connection) -> Job:
+            self._check(conn, job_id, (JobState.PRINTING, JobState.SENT), JobState.QUEUED)
+            conn.execute(
+                # A reprint keeps the note saying why it is one; the console needs that most.
+                "UPDATE jobs SET state = 'queued', note = CASE WHEN reprint = 1 AND ? = 0"
+                " THEN note ELSE ? END, reprint = max(reprint, ?) WHERE job_id = ?",
+                (int(reprint), note, int(reprint), job_id),
+            )
+            updated = _get(conn, job_id)
+            assert updated is not None
+            return updated
+
+        return await self._run(update)
 
     async def mark_reported(self, job_id: str) -> None:
         """The job's print.* event is durable in the outbox."""
@@ -165,22 +201,37 @@ class PrintQueue:
         )
 
     async def recover(self) -> list[Job]:
-        """After a restart: fail every `printing` job as uncertain (never reprint it blindly)."""
+        """After a restart: decide unfinished jobs from what was committed; unreported outcomes.
 
-        def fail(conn: sqlite3.Connection) -> list[Job]:
+        `printing` (no byte of the job sent) → queued again. `sent` (the job may be on paper)
+        → queued as a marked copy, or failed if it already was the copy: never a third print.
+        """
+
+        def settle(conn: sqlite3.Connection) -> list[Job]:
+            mine = (self.device_id,)
             conn.execute(
-                "UPDATE jobs SET state = 'failed', reason = ?, finished_at = ?"
-                " WHERE device_id = ? AND state = 'printing'",
-                (UNCERTAIN_RESTART, time.time(), self.device_id),
+                "UPDATE jobs SET state = 'queued', note = CASE WHEN reprint = 1 THEN note"
+                " ELSE ? END WHERE device_id = ? AND state = 'printing'",
+                (UNSENT_RESTART, *mine),
+            )
+            conn.execute(
+                "UPDATE jobs SET state = 'failed', finished_at = ?, reason = ?"
+                " WHERE device_id = ? AND state = 'sent' AND reprint = 1",
+                (time.time(), f"uncertain: {UNCERTAIN_RESTART}, and the copy too", *mine),
+            )
+            conn.execute(
+                "UPDATE jobs SET state = 'queued', reprint = 1, note = ? WHERE device_id = ?"
+                " AND state = 'sent'",
+                (UNCERTAIN_RESTART, *mine),
             )
             return _all(
                 conn,
                 f"SELECT {_COLUMNS} FROM jobs WHERE device_id = ? AND reported = 0"
                 " AND state IN ('done', 'failed') ORDER BY seq",
-                (self.device_id,),
+                mine,
             )
 
-        return await self._run(fail)
+        return await self._run(settle)
 
     async def prune(self, older_than_s: float = RETENTION_S) -> int:
         """Delete reported, finished jobs older than the retention window; how many went."""
@@ -214,21 +265,26 @@ class PrintQueue:
         await loop.run_in_executor(self._executor, self._conn.close)
         self._executor.shutdown(wait=False)  # idle now: its last call was the close above
 
+    def _check(
+        self, conn: sqlite3.Connection, job_id: str, sources: tuple[JobState, ...], target: JobState
+    ) -> Job:
+        job = _get(conn, job_id)
+        if job is None or job.device_id != self.device_id:
+            raise QueueError(f"no job {job_id!r} for {self.device_id}")
+        if job.state not in sources:
+            raise QueueError(f"job {job_id!r} is {job.state}, cannot become {target}")
+        return job
+
     async def _transition(
-        self, job_id: str, source: JobState | None, target: JobState, reason: str | None
+        self, job_id: str, sources: tuple[JobState, ...], target: JobState, reason: str | None
     ) -> Job:
         def update(conn: sqlite3.Connection) -> Job:
-            job = _get(conn, job_id)
-            if job is None or job.device_id != self.device_id:
-                raise QueueError(f"no job {job_id!r} for {self.device_id}")
-            allowed = (source,) if source else (JobState.QUEUED, JobState.PRINTING)
-            if job.state not in allowed:
-                raise QueueError(f"job {job_id!r} is {job.state}, cannot become {target}")
-            finished = None if target is JobState.PRINTING else time.time()
+            self._check(conn, job_id, sources, target)
+            finished = time.time() if target in (JobState.DONE, JobState.FAILED) else None
             conn.execute(
                 "UPDATE jobs SET state = ?, attempts = attempts + ?, finished_at = ?, reason = ?"
                 " WHERE job_id = ?",
-                (target.value, int(target is JobState.PRINTING), finished, reason, job_id),
+                (target.value, int(target is JobState.SENT), finished, reason, job_id),
             )
             updated = _get(conn, job_id)
             assert updated is not None
@@ -277,11 +333,15 @@ def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
+_UNFINISHED = (JobState.QUEUED, JobState.PRINTING, JobState.SENT)
+
+
 def _row(row: Any) -> Job:
-    seq, job_id, device_id, template, data, state, attempts, enq, fin, reason, reported = row
+    seq, job_id, device_id, template, data, state, attempts, enq, fin, reason, *flags = row
+    reported, reprint, note = flags
     return Job(
         seq, job_id, device_id, template, bytes(data), JobState(state), attempts, enq, fin,
-        reason, bool(reported),
+        reason, bool(reported), bool(reprint), note,
     )  # fmt: skip
 
 

@@ -140,6 +140,23 @@ def render(template: str, fields: Mapping[str, Any]) -> bytes:
     return renderer(data)
 
 
+COPY_TITLE = "*** COPY ***"
+COPY_LINE = "Reprint: the first print may have come out"
+
+
+def copy_banner() -> bytes:
+    """What a marked reprint starts with, so staff and shoppers can tell it is a second copy."""
+    # Why it was reprinted goes to the console (print.completed note); the paper says "copy".
+    return b"".join(
+        (
+            escpos.init(),
+            escpos.line(COPY_TITLE, BIG),
+            escpos.line(COPY_LINE, Style(align=Align.CENTER)),
+            escpos.feed(1),
+        )
+    )
+
+
 def display_width(value: str) -> int:
     """Printed columns: wide/fullwidth (CJK) characters take two."""
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in value)

@@ -19,8 +19,8 @@ from agent.config import HidScannerConfig, ScanSection
 from agent.devices.base import EventSink
 from agent.devices.scanner.framer import Frame
 from agent.devices.scanner.hid import EVENT, HidDecoder, HidScan
-from agent.devices.scanner.reporter import ScanReporter, backoff_delay
-from agent.devices.scanner.serial_driver import ConnState
+from agent.devices.scanner.reporter import ScanReporter
+from agent.devices.states import Signal, backoff_delay
 from agent.liveness import Pulse
 from protocol.wire import DeviceHealth
 
@@ -34,8 +34,10 @@ RECONNECT_FACTOR = 2.0
 RECONNECT_STABLE_S = 10.0  # open this long, the next loss starts the backoff afresh
 READ_SIZE = EVENT.size * 64
 # Reading pauses when this many scans wait for the outbox; the kernel then drops events and
-# says so with SYN_DROPPED, which the decoder marks in the scan and counts.
+# says so with SYN_DROPPED, which the decoder marks in the scan and counts, and which reaches
+# the outbox's loss counters as SYN_DROPPED_LOSS. Why read ahead at all: docs/SCANNERS.md.
 MAX_PENDING_SCANS = 256
+SYN_DROPPED_LOSS = "hid_syn_dropped"
 TICK_S = 0.5  # wake-up period while a flood is being counted
 STOP_GRACE_S = 5.0
 
@@ -60,6 +62,7 @@ class HidScanner:
             config.id, sink, scan or ScanSection(), config.flood_max_per_s, config.flood_burst
         )
         self._grab_failed = 0
+        self._syn_dropped_counted = 0  # decoder's syn_dropped already handed to the reporter
         self._rng = random.Random()
         self._running = False
         self.pulse = Pulse(self.device_id)
@@ -69,7 +72,7 @@ class HidScanner:
         if self._running:
             raise RuntimeError(f"{self.device_id}: run() is already running")
         self._running = True
-        self._reporter.state = ConnState.CONNECTING
+        self._reporter.machine.start()
         loop = asyncio.get_running_loop()
         try:
             await self._serve(loop)
@@ -90,7 +93,7 @@ class HidScanner:
             try:
                 fd, note = await _off_loop_open(loop, self._config.path, self._config.grab)
             except OSError as exc:
-                await report.fire("open_failed", str(exc))
+                await report.fire(Signal.OPEN_FAILED, str(exc))
                 await self._pause(attempt)
                 attempt += 1
                 continue
@@ -98,15 +101,13 @@ class HidScanner:
             try:
                 if note:
                     self._grab_failed += 1
-                if report.state is ConnState.OFFLINE:
-                    report.counters["reconnects"] += 1
-                await report.fire("opened", self._config.path + (f"; {note}" if note else ""))
+                await report.opened(self._config.path + (f"; {note}" if note else ""))
                 lost = await self._session(fd, loop)
             finally:
                 os.close(fd)
             if loop.time() - opened_at >= RECONNECT_STABLE_S:
                 attempt = 0
-            await report.fire("lost", lost)
+            await report.fire(Signal.LOST, lost)
             await self._pause(attempt)
             attempt += 1
 
@@ -173,16 +174,25 @@ class HidScanner:
                 if paused and not lost:
                     paused = False
                     loop.add_reader(fd, on_readable)
+                self._note_kernel_losses()
                 await report.tick(loop.time())
             return lost[0]
         finally:
             loop.remove_reader(fd)
             queue(decoder.flush(), loop.time())
+            self._note_kernel_losses()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STOP_GRACE_S):
                     while pending:  # what was typed is not lost on the way out
                         frame, at = pending.popleft()
                         await report.frames([frame], at)
+
+    def _note_kernel_losses(self) -> None:
+        """SYN_DROPPED means keystrokes the kernel threw away: a loss, counted by reason."""
+        dropped = self._decoder.counters["syn_dropped"] - self._syn_dropped_counted
+        if dropped:
+            self._syn_dropped_counted += dropped
+            self._reporter.count_loss(SYN_DROPPED_LOSS, dropped)
 
     def _delay(self, attempt: int) -> float:
         return backoff_delay(

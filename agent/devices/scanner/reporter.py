@@ -1,12 +1,12 @@
-"""Asyncio glue every loop-based scanner driver shares: state machine, flood guard, capture.
+"""What every scanner driver shares: the device state machine, flood guard, loss counts, capture.
 
-The serial driver's TRANSITIONS table and flood limits are reused as they are, so a scanner
-reports the same states and conditions whatever its cable.
+Every scanner, whatever its cable, reports the same states and conditions through one
+DeviceStateMachine (agent/devices/states.py) and sheds a flood the same way.
 """
 
 import base64
 import logging
-import random
+from collections import Counter
 from datetime import UTC, datetime
 
 from agent.config import ScanSection
@@ -14,33 +14,25 @@ from agent.devices.base import EventSink, Payload
 from agent.devices.scanner.decode import MAX_RAW_BYTES, decode_frame
 from agent.devices.scanner.flood import FloodGuard
 from agent.devices.scanner.framer import Frame
-from agent.devices.scanner.serial_driver import (
-    FLOOD_BURST,
-    FLOOD_CALM_S,
-    FLOOD_RATE_PER_S,
-    LOSS_FLUSH_S,
-    TRANSITIONS,
-    ConnState,
-)
-from protocol.events import DeviceStatusPayload, ScanPayload
+from agent.devices.states import DeviceStateMachine, Signal
+from protocol.events import ScanPayload
 from protocol.wire import DeviceHealth
 
 log = logging.getLogger(__name__)
 
-_DETAIL_LEN = 512  # DeviceStatusPayload.detail max_length
+# A person scans a few codes a second; a stuck trigger or a scanner echoing a loop sends far
+# more. Past this the excess is dropped and counted, and the device is "degraded".
+FLOOD_RATE_PER_S = 50.0
+FLOOD_BURST = 200
+FLOOD_CALM_S = 2.0  # no drop for this long ends the flood
+# Losses (flood drops, kernel overflows) reach the outbox's loss counters at most this often:
+# one write per second of trouble, not one per dropped frame; always when it ends or stops.
+LOSS_FLUSH_S = 1.0
 COUNTERS = ("frames", "bytes", "decode_errors", "unrecognised", "flood_dropped", "reconnects")
 
 
-def backoff_delay(
-    attempt: int, rng: random.Random, initial_s: float, max_s: float, factor: float = 2.0
-) -> float:
-    """Seconds before retry number `attempt` (0-based): exponential, capped, jittered."""
-    ceiling = min(max_s, initial_s * factor ** min(attempt, 32))
-    return ceiling * rng.uniform(0.5, 1.0)  # jitter so a rack of agents does not retry in step
-
-
 class ScanReporter:
-    """One scanner's link state and counters; frames go to the sink in order, each awaited."""
+    """One scanner's state machine and counters; frames go to the sink in order, each awaited."""
 
     def __init__(
         self,
@@ -51,34 +43,29 @@ class ScanReporter:
         flood_burst: int | None,
     ) -> None:
         self.device_id = device_id
-        self.state = ConnState.CONNECTING
-        self.condition = ""
-        self.detail: str | None = None
+        self.machine = DeviceStateMachine(device_id, sink)
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._sink = sink
         self._scan = scan
         self._flood_rate = flood_max_per_s or FLOOD_RATE_PER_S
         self._guard = FloodGuard(self._flood_rate, flood_burst or FLOOD_BURST, FLOOD_CALM_S)
-        self._unpersisted_drops = 0
-        self._drops_flushed_at = 0.0
+        self._losses: Counter[str] = Counter()
+        self._losses_flushed_at = 0.0
 
     @property
     def busy(self) -> bool:
-        """True while a flood or unpersisted drops need `tick` calls to settle."""
-        return self._guard.flooding or self._unpersisted_drops > 0
+        """True while a flood or unpersisted losses need `tick` calls to settle."""
+        return self._guard.flooding or bool(self._losses)
 
-    async def fire(self, event: str, detail: str | None) -> None:
-        """Apply one transition; capture device.status only when the state changes."""
-        change = TRANSITIONS.get((self.state, event))
-        if change is None:
-            return
-        self.state, self.condition = change
-        self.detail = detail[:_DETAIL_LEN] if detail else None
-        log.info("%s: %s (%s): %s", self.device_id, self.state.value, self.condition, detail)
-        status = DeviceStatusPayload(
-            state=self.state.value, condition=self.condition, detail=self.detail
-        )
-        await self._capture(status)
+    async def fire(self, signal: Signal, detail: str | None, condition: str | None = None) -> None:
+        """Apply one signal to the state machine (device.status only on change)."""
+        await self.machine.fire(signal, detail, condition)
+
+    async def opened(self, detail: str, *, redial: bool = False) -> None:
+        """The link is up: count a reconnect if it had been down (or `redial`), then fire."""
+        if redial or self.machine.state == "offline":
+            self.counters["reconnects"] += 1
+        await self.fire(Signal.OPENED, detail)
 
     async def frames(self, frames: list[Frame], now: float) -> None:
         """Decode, route and capture each frame in order; a flood's excess is counted instead."""
@@ -86,9 +73,10 @@ class ScanReporter:
             self.counters["frames"] += 1
             if not self._guard.admit(now):
                 self.counters["flood_dropped"] += 1
-                self._unpersisted_drops += 1
-                await self.fire("flooding", f"over {self._flood_rate:g} frames/s, dropping")
-                await self._persist_drops(now)
+                self._losses["flood"] += 1
+                detail = f"over {self._flood_rate:g} frames/s, dropping"
+                await self.fire(Signal.FAULT, detail, "flooding")
+                await self._persist_losses(now)
                 continue
             payload = _decode(frame, self._scan)
             if payload.decode_error:
@@ -97,34 +85,42 @@ class ScanReporter:
                 self.counters["unrecognised"] += 1
             await self._capture(payload)
 
+    def count_loss(self, reason: str, count: int = 1) -> None:
+        """Note events lost before they became frames (e.g. SYN_DROPPED); persisted by `tick`."""
+        if count > 0:
+            self._losses[reason] += count
+
     async def tick(self, now: float) -> None:
-        """Notice the end of a flood and persist drop counts; call it after every wake-up."""
+        """Notice the end of a flood and persist loss counts; call it after every wake-up."""
         if self._guard.calmed(now):
-            await self._persist_drops(now, force=True)
-            await self.fire("calm", f"dropped {self._guard.dropped_since_flood} frames")
+            await self._persist_losses(now, force=True)
+            detail = f"dropped {self._guard.dropped_since_flood} frames"
+            await self.fire(Signal.CLEARED, detail, "flood_ended")
         else:
-            await self._persist_drops(now)
+            await self._persist_losses(now)
 
     async def close(self, now: float) -> None:
         """Persist what is still counted only in memory, and show the device as stopped."""
-        await self._persist_drops(now, force=True)
-        self.state, self.condition, self.detail = ConnState.OFFLINE, "stopped", None
+        await self._persist_losses(now, force=True)
+        self.machine.stop()
 
     def health(self, kind: str, extra: dict[str, int]) -> DeviceHealth:
         """Snapshot for heartbeats; `extra` adds the transport's own counters."""
+        m = self.machine
         return DeviceHealth(
-            device_id=self.device_id, kind=kind, state=self.state.value,
-            condition=self.condition, detail=self.detail, counters={**self.counters, **extra},
+            device_id=self.device_id, kind=kind, state=m.state.value, condition=m.condition,
+            detail=m.detail, counters={**self.counters, **extra},
         )  # fmt: skip
 
-    async def _persist_drops(self, now: float, force: bool = False) -> None:
-        if not self._unpersisted_drops:
+    async def _persist_losses(self, now: float, force: bool = False) -> None:
+        if not self._losses:
             return
-        if not force and now - self._drops_flushed_at < LOSS_FLUSH_S:
-            return  # one outbox write per second of flood, not one per dropped frame
-        count, self._unpersisted_drops = self._unpersisted_drops, 0
-        self._drops_flushed_at = now
-        await self._sink.count_loss("flood", count)
+        if not force and now - self._losses_flushed_at < LOSS_FLUSH_S:
+            return
+        losses, self._losses = self._losses, Counter()
+        self._losses_flushed_at = now
+        for reason, count in losses.items():
+            await self._sink.count_loss(reason, count)
 
     async def _capture(self, payload: Payload) -> None:
         await self._sink.capture(self.device_id, payload, datetime.now(UTC))

@@ -15,8 +15,8 @@ from typing import Any
 from agent.config import ScanSection, TcpScannerConfig
 from agent.devices.base import EventSink
 from agent.devices.scanner.framer import ScanFramer
-from agent.devices.scanner.reporter import ScanReporter, backoff_delay
-from agent.devices.scanner.serial_driver import ConnState
+from agent.devices.scanner.reporter import ScanReporter
+from agent.devices.states import Signal, backoff_delay
 from agent.liveness import Pulse
 from protocol.wire import DeviceHealth
 
@@ -60,7 +60,7 @@ class TcpScanner:
         if self._running:
             raise RuntimeError(f"{self.device_id}: run() is already running")
         self._running = True
-        self._reporter.state = ConnState.CONNECTING
+        self._reporter.machine.start()
         loop = asyncio.get_running_loop()
         try:
             await self._serve(loop)
@@ -83,18 +83,16 @@ class TcpScanner:
             except OSError as exc:
                 where = f"{self._config.host}:{self._config.port}"
                 if redial:
-                    await report.fire("lost", f"{lost}; redial {where}: {_describe(exc)}")
+                    await report.fire(Signal.LOST, f"{lost}; redial {where}: {_describe(exc)}")
                 else:
-                    await report.fire("open_failed", f"{where}: {_describe(exc)}")
+                    await report.fire(Signal.OPEN_FAILED, f"{where}: {_describe(exc)}")
                 redial = False
                 await self._pause(attempt)
                 attempt += 1
                 continue
             opened_at = loop.time()
             try:
-                if redial or report.state is ConnState.OFFLINE:
-                    report.counters["reconnects"] += 1
-                await report.fire("opened", f"{self._config.host}:{self._config.port}")
+                await report.opened(f"{self._config.host}:{self._config.port}", redial=redial)
                 lost = await self._session(reader, loop)
             finally:
                 await _close(writer)
@@ -102,7 +100,7 @@ class TcpScanner:
                 attempt, redial = 0, True
                 continue
             redial = False
-            await report.fire("lost", lost)
+            await report.fire(Signal.LOST, lost)
             await self._pause(attempt)
             attempt += 1
 

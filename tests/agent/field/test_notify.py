@@ -169,8 +169,9 @@ async def test_pings_stop_while_a_driver_loop_is_wedged(tmp_path: Path) -> None:
         await listener.wait_for(lambda m: m.get("READY") == "1", 10)
         (driver,) = runtime.drivers
         await until(lambda: driver.health().state == "online", 10)
-        hung = _HungSink(driver._sink)  # type: ignore[attr-defined]
-        driver._sink = hung  # type: ignore[attr-defined]
+        reporter = driver._reporter  # type: ignore[attr-defined]
+        hung = _HungSink(reporter._sink)
+        reporter._sink = hung
         hung.hang = True
         await asyncio.to_thread(scanner.scan, "4006381333931")  # the reader thread now blocks
         await listener.wait_for(lambda m: "WEDGED: scanner-1" in m.get("STATUS", ""), 10)

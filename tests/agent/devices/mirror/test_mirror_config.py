@@ -27,7 +27,9 @@ port = 8080
 
 
 class NullSink:
-    async def capture(self, device_id: str, payload: object, occurred_at: object = None) -> None:
+    async def capture(
+        self, device_id: str, payload: object, occurred_at: object = None, **_: object
+    ) -> None:
         pass
 
     async def count_loss(self, reason: str, count: int = 1) -> None:

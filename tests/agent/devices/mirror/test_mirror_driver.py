@@ -41,7 +41,12 @@ class RecordingSink:
         self.waiting = 0
 
     async def capture(
-        self, device_id: str, payload: Payload, occurred_at: datetime | None = None
+        self,
+        device_id: str,
+        payload: Payload,
+        occurred_at: datetime | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> None:
         if self.gate is not None and not isinstance(payload, DeviceStatusPayload):
             self.waiting += 1

@@ -20,12 +20,19 @@ class RecordingSink:
     def __init__(self) -> None:
         self.events: list[tuple[str, Payload]] = []
         self.losses: dict[str, int] = {}
+        self.keys: list[str | None] = []
 
     async def capture(
-        self, device_id: str, payload: Payload, occurred_at: datetime | None = None
+        self,
+        device_id: str,
+        payload: Payload,
+        occurred_at: datetime | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> None:
         assert occurred_at is not None
         self.events.append((device_id, payload))
+        self.keys.append(idempotency_key)
 
     async def count_loss(self, reason: str, count: int = 1) -> None:
         self.losses[reason] = self.losses.get(reason, 0) + count
@@ -37,6 +44,9 @@ class RecordingSink:
 
     def completed(self) -> list[str]:
         return [p.job_id for _, p in self.events if isinstance(p, PrintCompletedPayload)]
+
+    def outcomes(self) -> list[PrintCompletedPayload]:
+        return [p for _, p in self.events if isinstance(p, PrintCompletedPayload)]
 
     def failed(self) -> dict[str, str]:
         return {p.job_id: p.reason for _, p in self.events if isinstance(p, PrintFailedPayload)}

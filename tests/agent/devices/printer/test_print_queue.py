@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from agent.devices.printer.errors import QueueError
-from agent.devices.printer.queue import QUEUE_FILE, UNCERTAIN_RESTART, JobState, PrintQueue
+from agent.devices.printer.queue import (
+    QUEUE_FILE,
+    UNCERTAIN_RESTART,
+    UNSENT_RESTART,
+    JobState,
+    PrintQueue,
+)
 
 
 @pytest.fixture
@@ -34,43 +40,77 @@ async def test_jobs_come_out_oldest_first_and_move_forward_only(queue: PrintQueu
     assert job is not None
     assert job.job_id == "job-0"
     printing = await queue.mark_printing("job-0")
-    assert (printing.state, printing.attempts) == (JobState.PRINTING, 1)
+    assert (printing.state, printing.attempts) == (JobState.PRINTING, 0)
     nxt = await queue.next_queued()
     assert nxt is not None
     assert nxt.job_id == "job-1"
+    with pytest.raises(QueueError, match="printing"):
+        await queue.mark_done("job-0")  # done only once the job itself was sent
+    sent = await queue.mark_sent("job-0")
+    assert (sent.state, sent.attempts) == (JobState.SENT, 1)  # attempts count sends
     done = await queue.mark_done("job-0")
     assert done.state is JobState.DONE
     assert done.finished_at is not None
     with pytest.raises(QueueError, match="done"):
         await queue.mark_printing("job-0")  # a finished job is never printed again
+    with pytest.raises(QueueError, match="done"):
+        await queue.requeue("job-0", reprint=True, note="x")
     with pytest.raises(QueueError, match="queued"):
         await queue.mark_done("job-1")  # done only after printing
     failed = await queue.mark_failed("job-1", "bad")
     assert (failed.state, failed.reason) == (JobState.FAILED, "bad")
-    assert await queue.counts() == {"queued": 1, "printing": 0, "done": 1, "failed": 1}
+    assert await queue.counts() == {
+        "queued": 1, "printing": 0, "sent": 0, "done": 1, "failed": 1}  # fmt: skip
 
 
-async def test_state_survives_reopen_and_printing_becomes_uncertain(tmp_path: Path) -> None:
+async def test_requeue_keeps_the_reprint_mark_and_why(queue: PrintQueue) -> None:
+    await queue.enqueue("job-0", "coupon", b"x")
+    await queue.mark_printing("job-0")
+    unsent = await queue.requeue("job-0", reprint=False, note="start not confirmed")
+    assert (unsent.state, unsent.reprint, unsent.note) == (
+        JobState.QUEUED, False, "start not confirmed")  # fmt: skip
+    await queue.mark_printing("job-0")
+    await queue.mark_sent("job-0")
+    copy = await queue.requeue("job-0", reprint=True, note="confirmation lost")
+    await queue.mark_printing("job-0")
+    again = await queue.requeue("job-0", reprint=False, note="start not confirmed")
+    assert (copy.reprint, again.reprint, again.note) == (True, True, "confirmation lost")
+    assert again.attempts == 1
+
+
+async def test_reopen_decides_unfinished_jobs_from_what_was_committed(tmp_path: Path) -> None:
     path = tmp_path / QUEUE_FILE
     queue = await PrintQueue.open(path, "p1")
-    await queue.enqueue("a", "coupon", b"A")
-    await queue.enqueue("b", "coupon", b"B")
-    await queue.enqueue("c", "coupon", b"C")
+    for job_id in "abcde":
+        await queue.enqueue(job_id, "coupon", job_id.upper().encode())
     await queue.mark_printing("a")
+    await queue.mark_sent("a")
     await queue.mark_done("a")  # done but its event not yet reported when the agent died
-    await queue.mark_printing("b")  # the agent died while "b" was on the wire
+    await queue.mark_printing("b")  # died with only b's start marker out
+    await queue.mark_printing("c")
+    await queue.mark_sent("c")  # died with c's bytes out, unconfirmed
+    await queue.mark_printing("d")
+    await queue.mark_sent("d")
+    await queue.requeue("d", reprint=True, note="link lost")
+    await queue.mark_printing("d")
+    await queue.mark_sent("d")  # died with d's marked copy out, unconfirmed too
     await queue.close()
 
     reopened = await PrintQueue.open(path, "p1")
     try:
         unreported = await reopened.recover()
-        assert [(j.job_id, j.state, j.reason) for j in unreported] == [
-            ("a", JobState.DONE, None),
-            ("b", JobState.FAILED, UNCERTAIN_RESTART),
-        ]
+        assert [(j.job_id, j.state) for j in unreported] == [
+            ("a", JobState.DONE), ("d", JobState.FAILED)]  # fmt: skip
+        assert unreported[1].reason is not None
+        assert unreported[1].reason.startswith("uncertain:")  # never a third print
+        b, c = await reopened.get("b"), await reopened.get("c")
+        assert b is not None
+        assert c is not None
+        assert (b.state, b.reprint, b.note) == (JobState.QUEUED, False, UNSENT_RESTART)
+        assert (c.state, c.reprint, c.note) == (JobState.QUEUED, True, UNCERTAIN_RESTART)
         nxt = await reopened.next_queued()
         assert nxt is not None
-        assert (nxt.job_id, nxt.data) == ("c", b"C")
+        assert (nxt.job_id, nxt.data) == ("b", b"B")  # requeued jobs keep their place
         for job in unreported:
             await reopened.mark_reported(job.job_id)
         assert await reopened.recover() == []  # reported once, never again
@@ -110,6 +150,7 @@ async def test_prune_drops_only_old_reported_jobs(queue: PrintQueue) -> None:
     for job_id in ("old-reported", "old-unreported"):
         await queue.enqueue(job_id, "coupon", b"x")
         await queue.mark_printing(job_id)
+        await queue.mark_sent(job_id)
         await queue.mark_done(job_id)
     await queue.mark_reported("old-reported")
     await queue.enqueue("still-queued", "coupon", b"x")

@@ -10,8 +10,9 @@ from printer_helpers import RecordingSink, running
 
 from agent.config import SerialPrinterConfig, TcpPrinterConfig
 from agent.devices.printer import driver as printer_driver
-from agent.devices.printer.driver import SerialPrinter, TcpPrinter
-from agent.devices.printer.queue import UNCERTAIN_RESTART, JobState
+from agent.devices.printer.driver import NOT_PRINTED_NO_START, SerialPrinter, TcpPrinter
+from agent.devices.printer.queue import UNSENT_RESTART, JobState
+from agent.devices.printer.templates import COPY_LINE, COPY_TITLE
 from hardware.emulators.printer import PrinterEmulator, StatusMode
 from hardware.emulators.receipt import Receipt
 from protocol.events import DeviceStatusPayload
@@ -141,52 +142,118 @@ async def test_paper_out_mid_job_waits_then_completes_once(
     assert sink.failed() == {}
 
 
-async def test_agent_restart_mid_job_reports_uncertain_and_never_resends(
+async def test_agent_restart_with_only_the_start_marker_out_prints_the_job_once(
     emulator: PrinterEmulator, tmp_path: Path
 ) -> None:
-    emulator.core.paper_left = 0  # the job goes out, then the printer finds its paper gone
+    emulator.core.paper_left = 0  # the start marker goes out and waits: no paper
     before = RecordingSink()
     first = tcp_printer(emulator, before, tmp_path)
     async with running(first):
         await first.submit_template("job-0", "coupon", coupon(0))
         await before.wait_for(lambda: ("degraded", "paper_out") in before.statuses())
-    assert emulator.core.held > 0  # the job sits in the printer's buffer
+        await asyncio.sleep(0.2)
+    assert emulator.core.held > 0  # the start marker sits in the printer's buffer
 
     after = RecordingSink()
     second = tcp_printer(emulator, after, tmp_path)
     async with running(second):
-        await after.wait_for(lambda: "job-0" in after.failed())
         await after.wait_for(lambda: ("degraded", "paper_out") in after.statuses())
         emulator.core.paper_left = None
-        emulator.set_status(paper_out=False, paper_near_end=False)  # the buffer prints now
-        await after.wait_for(lambda: ("online", "recovered") in after.statuses())
+        emulator.set_status(paper_out=False, paper_near_end=False)
+        await after.wait_for(lambda: after.completed() == ["job-0"])
         await asyncio.sleep(0.2)
-    assert after.failed() == {"job-0": UNCERTAIN_RESTART}
-    assert titles(emulator.receipts) == ["COUPON 0"]  # printed by the printer, once, not resent
-    assert after.completed() == []
+    assert titles(emulator.receipts) == ["COUPON 0"]  # printed once, after the restart
+    [outcome] = after.outcomes()
+    assert (outcome.reprint, outcome.attempts, outcome.note) == (False, 1, UNSENT_RESTART)
+    assert before.completed() == []
+    assert after.failed() == {}
 
 
-async def test_lost_confirmation_fails_uncertain_and_is_not_reprinted_after_reconnect(
+async def test_link_lost_before_the_start_is_confirmed_requeues_and_prints_once(
     emulator: PrinterEmulator, sink: RecordingSink, tmp_path: Path
 ) -> None:
-    emulator.core.hang_up_on_confirm = True  # prints the job, then drops the connection
+    emulator.core.hang_up_at_marker(0)  # drops the link instead of answering the start
     printer = tcp_printer(emulator, sink, tmp_path)
     async with running(printer):
         await printer.submit_template("job-0", "coupon", coupon(0))
-        await sink.wait_for(lambda: "job-0" in sink.failed())
-        emulator.core.hang_up_on_confirm = False
-        await connected(sink, times=2)
-        await printer.submit_template("job-1", "coupon", coupon(1))
-        await sink.wait_for(lambda: sink.completed() == ["job-1"])
-        health = printer.health()
-    assert sink.failed()["job-0"].startswith("uncertain: link lost mid-job")
-    assert titles(emulator.receipts) == ["COUPON 0", "COUPON 1"]  # job-0 exactly once
+        await sink.wait_for(lambda: sink.completed() == ["job-0"])
+        await asyncio.sleep(0.2)
+    assert titles(emulator.receipts) == ["COUPON 0"]
+    assert all(COPY_TITLE not in r.lines for r in emulator.receipts)
+    [outcome] = sink.outcomes()
+    assert (outcome.reprint, outcome.attempts) == (False, 1)
+    assert outcome.note is not None
+    assert outcome.note.startswith("link lost before the start")
     assert emulator.connections == 2
-    assert health.counters["reconnects"] == 1
-    assert (health.counters["jobs_printed"], health.counters["jobs_failed"]) == (1, 1)
+    assert sink.statuses()[:3] == [
+        ("online", "connected"), ("offline", "disconnected"), ("online", "connected")]  # fmt: skip
 
 
-async def test_printer_vanishing_mid_job_fails_it_and_recovers(
+async def test_lost_final_confirmation_prints_one_marked_copy(
+    emulator: PrinterEmulator, sink: RecordingSink, tmp_path: Path
+) -> None:
+    emulator.core.hang_up_at_marker(1)  # start answered, job printed, end marker: hang-up
+    printer = tcp_printer(emulator, sink, tmp_path)
+    async with running(printer):
+        await printer.submit_template("job-0", "coupon", coupon(0))
+        await sink.wait_for(lambda: sink.completed() == ["job-0"])
+        await printer.submit_template("job-1", "coupon", coupon(1))
+        await sink.wait_for(lambda: sink.completed() == ["job-0", "job-1"])
+        health = printer.health()
+    original, copy, other = emulator.receipts
+    assert COPY_TITLE not in original.lines
+    assert COPY_TITLE not in other.lines
+    assert copy.lines[:2] == [COPY_TITLE, COPY_LINE]  # visibly a copy, on paper
+    assert titles([original, copy, other]) == ["COUPON 0", "COUPON 0", "COUPON 1"]
+    first, second = sink.outcomes()
+    assert (first.reprint, first.attempts) == (True, 2)
+    assert first.note is not None
+    assert first.note.startswith("link lost after the job was sent")
+    assert (second.reprint, second.attempts) == (False, 1)
+    assert sink.failed() == {}
+    assert (health.counters["jobs_printed"], health.counters["jobs_failed"]) == (2, 0)
+
+
+async def test_link_lost_mid_job_data_prints_one_marked_copy(
+    emulator: PrinterEmulator, sink: RecordingSink, tmp_path: Path
+) -> None:
+    emulator.core.hang_up_mid_data(1, 40)  # start answered, 40 bytes of the job, then gone
+    printer = tcp_printer(emulator, sink, tmp_path)
+    async with running(printer):
+        await printer.submit_template("job-0", "coupon", coupon(0))
+        await sink.wait_for(lambda: sink.completed() == ["job-0"])
+    [receipt] = emulator.receipts  # one cut: the torn fragment runs into the marked copy
+    lines = receipt.lines
+    assert lines.count(COPY_TITLE) == 1
+    copy = lines[lines.index(COPY_TITLE) :]
+    assert copy.count("COUPON 0") == 1
+    [outcome] = sink.outcomes()
+    assert (outcome.reprint, outcome.attempts) == (True, 2)
+
+
+async def test_a_copy_that_is_not_confirmed_either_fails_and_is_never_printed_again(
+    sink: RecordingSink, tmp_path: Path
+) -> None:
+    def lose_the_copys_confirmation(receipt: Receipt) -> None:
+        if COPY_TITLE in receipt.lines:  # printed; its end marker comes next
+            emu.core.hang_up_at_marker(0)
+
+    async with PrinterEmulator(on_receipt=lose_the_copys_confirmation) as emu:
+        await emu.start_tcp()
+        emu.core.hang_up_at_marker(1)
+        printer = tcp_printer(emu, sink, tmp_path)
+        async with running(printer):
+            await printer.submit_template("job-0", "coupon", coupon(0))
+            await sink.wait_for(lambda: "job-0" in sink.failed())
+            await connected(sink, times=3)
+            await asyncio.sleep(0.3)
+    assert len(emu.receipts) == 2  # the original and one marked copy, never a third
+    assert emu.receipts[1].lines[0] == COPY_TITLE
+    assert sink.failed()["job-0"].startswith("uncertain: link lost after the job was sent")
+    assert sink.completed() == []
+
+
+async def test_printer_vanishing_with_the_job_held_reprints_it_once_after_power_on(
     emulator: PrinterEmulator, sink: RecordingSink, tmp_path: Path
 ) -> None:
     emulator.core.paper_left = 0
@@ -194,25 +261,26 @@ async def test_printer_vanishing_mid_job_fails_it_and_recovers(
     async with running(printer):
         await printer.submit_template("job-0", "coupon", coupon(0))
         await sink.wait_for(lambda: ("degraded", "paper_out") in sink.statuses())
-        await emulator.power_off()  # the held job dies with the printer's buffer
-        await sink.wait_for(lambda: "job-0" in sink.failed())
+        await emulator.power_off()  # the held start marker dies with the printer's buffer
         await sink.wait_for(lambda: ("offline", "disconnected") in sink.statuses())
         emulator.core.paper_left = None
         emulator.set_status(paper_out=False, paper_near_end=False)
         await emulator.power_on()
-        await connected(sink, times=2)
+        await sink.wait_for(lambda: sink.completed() == ["job-0"])
         await printer.submit_template("job-1", "coupon", coupon(1))
-        await sink.wait_for(lambda: sink.completed() == ["job-1"])
-    assert sink.failed()["job-0"].startswith("uncertain: link lost mid-job")
-    assert titles(emulator.receipts) == ["COUPON 1"]  # job-0 was lost and said so, not resent
-    assert sink.statuses()[:3] == [
+        await sink.wait_for(lambda: sink.completed() == ["job-0", "job-1"])
+    assert titles(emulator.receipts) == ["COUPON 0", "COUPON 1"]  # neither lost nor doubled
+    assert [o.reprint for o in sink.outcomes()] == [False, False]
+    assert sink.failed() == {}
+    assert sink.statuses()[:4] == [
         ("online", "connected"),
         ("degraded", "paper_out"),
         ("offline", "disconnected"),
+        ("online", "connected"),
     ]
 
 
-async def test_printer_that_never_confirms_fails_uncertain_once(
+async def test_printer_that_never_answers_the_start_fails_without_printing(
     emulator: PrinterEmulator, sink: RecordingSink, tmp_path: Path
 ) -> None:
     emulator.core.supports_process_id = False  # a clone that ignores GS ( H
@@ -221,8 +289,8 @@ async def test_printer_that_never_confirms_fails_uncertain_once(
         await printer.submit_template("job-0", "coupon", coupon(0))
         await sink.wait_for(lambda: "job-0" in sink.failed())
         await asyncio.sleep(0.2)
-    assert sink.failed()["job-0"] == "uncertain: no confirmation within 0.2 s"
-    assert len(emulator.receipts) == 1
+    assert sink.failed()["job-0"].startswith(NOT_PRINTED_NO_START)
+    assert emulator.receipts == []  # nothing went out but the marker
 
 
 async def test_status_confirm_mode_for_printers_without_process_id(

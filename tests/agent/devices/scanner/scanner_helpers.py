@@ -23,7 +23,12 @@ class RecordingSink:
         self.max_in_flight = 0
 
     async def capture(
-        self, device_id: str, payload: Payload, occurred_at: datetime | None = None
+        self,
+        device_id: str,
+        payload: Payload,
+        occurred_at: datetime | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> None:
         assert occurred_at is not None
         self.in_flight += 1

@@ -108,6 +108,30 @@ async def test_a_suffixless_scanner_is_framed_by_the_inter_key_timeout(
     assert sink.texts() == ["4006381333931"]
 
 
+async def test_a_kernel_buffer_overflow_marks_the_scan_and_is_a_counted_loss(
+    emulator: HidScannerEmulator,
+) -> None:
+    sink = RecordingSink()
+    driver = HidScanner(make_config(emulator.path), sink)
+    typed = emulator.records(EAN)
+    half = len(typed) // 2 - len(typed) // 2 % 24  # whole input_event records
+    async with running(driver):
+        await sink.connected()
+        emulator.send_raw(typed[:half])
+        emulator.overflow()  # the kernel dropped what came next: SYN_DROPPED
+        emulator.send_raw(typed[half:])
+        emulator.scan(EAN)
+        await sink.wait_for(lambda: len(sink.scans()) == 2)
+        health = driver.health()
+    damaged, clean = sink.scans()
+    assert damaged.classification == "unrecognised"
+    assert damaged.reason is not None
+    assert "U+FFFD" in damaged.reason  # marked, never taken for a wrong product
+    assert clean.text == EAN.removeprefix("]E0")
+    assert health.counters["syn_dropped"] == 1
+    assert sink.losses == {hid_driver.SYN_DROPPED_LOSS: 1}  # persisted as a loss reason
+
+
 async def test_unplug_and_replug(emulator: HidScannerEmulator) -> None:
     sink = RecordingSink()
     driver = HidScanner(make_config(emulator.path), sink)

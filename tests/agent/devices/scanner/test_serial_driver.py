@@ -16,7 +16,7 @@ import serial
 
 from agent.config import SerialScannerConfig
 from agent.devices.base import Payload
-from agent.devices.scanner import serial_driver
+from agent.devices.scanner import reporter, serial_driver
 from agent.devices.scanner.serial_driver import SerialScanner, reconnect_delay
 from agent.errors import OutboxClosed
 from agent.outbox import Identity, Outbox
@@ -45,7 +45,12 @@ class RecordingSink:
         self.losses[reason] = self.losses.get(reason, 0) + count
 
     async def capture(
-        self, device_id: str, payload: Payload, occurred_at: datetime | None = None
+        self,
+        device_id: str,
+        payload: Payload,
+        occurred_at: datetime | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> None:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -242,9 +247,9 @@ async def test_a_suffixless_scanner_is_framed_by_the_idle_timeout(emulator: PtyS
 async def test_a_flood_is_dropped_and_counted_then_the_device_recovers(
     emulator: PtyScanner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(serial_driver, "FLOOD_RATE_PER_S", 20.0)
-    monkeypatch.setattr(serial_driver, "FLOOD_BURST", 10)
-    monkeypatch.setattr(serial_driver, "FLOOD_CALM_S", 0.3)
+    monkeypatch.setattr(reporter, "FLOOD_RATE_PER_S", 20.0)
+    monkeypatch.setattr(reporter, "FLOOD_BURST", 10)
+    monkeypatch.setattr(reporter, "FLOOD_CALM_S", 0.3)
     sink = RecordingSink()
     driver = SerialScanner(make_config(emulator.link), sink)
     async with running(driver):

@@ -185,7 +185,9 @@ async def test_a_flood_is_dropped_counted_and_ends(
 
 async def test_a_failing_outbox_stops_the_driver_with_its_error(server: LanScannerServer) -> None:
     class ClosedOutbox(RecordingSink):
-        async def capture(self, device_id: str, payload: Payload, occurred_at: Any = None) -> None:
+        async def capture(
+            self, device_id: str, payload: Payload, occurred_at: Any = None, **_: Any
+        ) -> None:
             if isinstance(payload, ScanPayload):
                 raise OutboxClosed("outbox is closed")
             await super().capture(device_id, payload, occurred_at)
