@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import signal
 import sys
 import time
@@ -25,6 +26,7 @@ from agent.devices.printer.driver import EscPosPrinter
 from agent.outbox import oldest_age_s
 from agent.runtime import AgentRuntime
 from cloud.config import CloudConfig, new_admin_token
+from cloud.console.accounts import ensure_user
 from cloud.service import RunningCloud, start_cloud
 from hardware.emulators.mirror import MirrorEmulator, shopper_traffic
 from hardware.emulators.printer import PrinterEmulator
@@ -39,6 +41,7 @@ SCANS_PER_S = 3.0
 STATUS_EVERY_S = 1.0
 RECEIPT_EVERY_S = 20.0
 MIRROR_ID = "emu-mirror-1"
+CONSOLE_USER = "admin"
 
 
 @dataclass
@@ -107,6 +110,8 @@ async def run_demo(options: DemoOptions) -> int:
             file=sys.stderr,
         )
         return 2
+    console_password = secrets.token_urlsafe(12)
+    await ensure_user(cloud.config.db_url, CONSOLE_USER, "admin", console_password, "demo")
     code = await cloud.enroll_code(STORE_ID)
     credentials = await enroll(cloud.url, code)
     save_credentials(state_dir, credentials)
@@ -134,7 +139,7 @@ async def run_demo(options: DemoOptions) -> int:
             ),
         ],
     )  # fmt: skip
-    _print_banner(cloud, credentials.agent_id, scanner.link, workdir, options)
+    _print_banner(cloud, credentials.agent_id, scanner.link, workdir, options, console_password)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -230,11 +235,17 @@ def _say(message: str) -> None:
 
 
 def _print_banner(
-    cloud: DemoCloud, agent_id: str, link: Path, workdir: Path, options: DemoOptions
+    cloud: DemoCloud,
+    agent_id: str,
+    link: Path,
+    workdir: Path,
+    options: DemoOptions,
+    console_password: str,
 ) -> None:
     token = cloud.config.admin_token
     print(
         f"""storeedge demo
+  console      {cloud.url}/console/  login {CONSOLE_USER} / {console_password}
   cloud        {cloud.url}  (SQLite at {workdir / "cloud.db"})
   admin token  {token}
   store        {STORE_ID}, agent {agent_id}

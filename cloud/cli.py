@@ -1,4 +1,4 @@
-"""`storeedge cloud serve | enroll-code`; heavy imports stay inside the handlers."""
+"""`storeedge cloud serve | enroll-code | user`; heavy imports stay inside the handlers."""
 
 import argparse
 import os
@@ -40,6 +40,10 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
         "--ttl-hours", type=float, default=24.0, metavar="H", help="hours until the code expires"
     )
     code.set_defaults(func=enroll_code_command)
+
+    from cloud.console import cli as console_cli
+
+    console_cli.register(commands, DEFAULT_DB_URL)
 
 
 def serve_command(args: argparse.Namespace) -> int:
