@@ -83,19 +83,20 @@ def refresh_fleet(conn: sqlite3.Connection, now_us: int) -> int:
     if changed or added:
         with write(conn):
             bump(conn, "fleet_version")
-    return len(changed) + added
+    return len(added.union(changed))
 
 
-def _add_new_stores(conn: sqlite3.Connection) -> int:
+def _add_new_stores(conn: sqlite3.Connection) -> set[str]:
     # count(*) on both tables is cheap; the anti-join runs only when a store is missing.
     stores = conn.execute("SELECT count(*) FROM stores").fetchone()[0]
     rolled = conn.execute("SELECT count(*) FROM console_fleet").fetchone()[0]
     if stores == rolled:
-        return 0
-    return conn.execute(
+        return set()
+    added = conn.execute(
         "INSERT INTO console_fleet (store_id) SELECT store_id FROM stores"
-        " WHERE store_id NOT IN (SELECT store_id FROM console_fleet)"
-    ).rowcount
+        " WHERE store_id NOT IN (SELECT store_id FROM console_fleet) RETURNING store_id"
+    ).fetchall()
+    return {row[0] for row in added}
 
 
 def _refresh_store(conn: sqlite3.Connection, store_id: str, now_us: int) -> None:
