@@ -2,14 +2,15 @@
 
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import pytest
 from aiohttp import CookieJar
-from console_helpers import FAST, Client
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from cloud.app import create_app
 from cloud.config import CloudConfig
+from console.console_helpers import FAST, Client
 
 
 @pytest.fixture
@@ -26,14 +27,14 @@ async def client(
     server = await aiohttp_server(create_app(config))
     # Browsers treat loopback as a secure origin and send Secure cookies there; so must we.
     jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
-    return await aiohttp_client(server, cookie_jar=jar)
+    return cast(Client, await aiohttp_client(server, cookie_jar=jar))
 
 
 @pytest.fixture
 async def other_client(aiohttp_client: AiohttpClient, client: Client) -> Client:
     """A second browser (its own cookies) on the same server."""
     jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(client.server.make_url("/"))])
-    return await aiohttp_client(client.server, cookie_jar=jar)
+    return cast(Client, await aiohttp_client(client.server, cookie_jar=jar))
 
 
 @pytest.fixture

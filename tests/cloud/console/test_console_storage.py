@@ -4,13 +4,21 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from cloud.errors import UsageError
 from cloud.storage.base import AgentIdentity, EventRow, HeartbeatRecord
-from cloud.storage.console import AlertQuery, AlertThresholds, FleetQuery, FleetThresholds
+from cloud.storage.console import (
+    AlertQuery,
+    AlertThresholds,
+    FleetQuery,
+    FleetRow,
+    FleetThresholds,
+    UserRecord,
+)
 from cloud.storage.console_sqlite import SqliteConsoleStorage
 from cloud.storage.sqlite import SqliteStorage
 from protocol.ids import uuid7_str
@@ -24,8 +32,11 @@ SCANNER = {"device_id": "scanner-front", "kind": "scanner", "state": "online",
            "condition": "connected"}  # fmt: skip
 
 
+DB = tuple[SqliteStorage, SqliteConsoleStorage]
+
+
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[tuple[SqliteStorage, SqliteConsoleStorage]]:
+async def db(tmp_path: Path) -> AsyncIterator[DB]:
     path = str(tmp_path / "cloud.db")
     storage = await SqliteStorage.open(path)
     console = await SqliteConsoleStorage.open(path)
@@ -34,13 +45,32 @@ async def db(tmp_path: Path) -> AsyncIterator[tuple[SqliteStorage, SqliteConsole
     await storage.close()
 
 
+async def row_of(console: SqliteConsoleStorage, store_id: str) -> FleetRow:
+    row = await console.fleet_row(store_id)
+    assert row is not None, f"{store_id} is not in the roll-up"
+    return row
+
+
+async def login_of(console: SqliteConsoleStorage, username: str) -> tuple[UserRecord, str]:
+    found = await console.user_login(username)
+    assert found is not None
+    return found
+
+
 async def enroll(storage: SqliteStorage, store_id: str, at: datetime = NOW) -> AgentIdentity:
     await storage.add_enroll_code(store_id, f"code-{store_id}", at + timedelta(days=1), at)
     return await storage.enroll(f"code-{store_id}", f"agt-{store_id}", f"tok-{store_id}", {}, at)
 
 
-async def beat(storage: SqliteStorage, agent: AgentIdentity, at: datetime = NOW, backlog: int = 0,
-               age: float | None = None, devices: list | None = None, dead: int = 0) -> None:  # fmt: skip
+async def beat(
+    storage: SqliteStorage,
+    agent: AgentIdentity,
+    at: datetime = NOW,
+    backlog: int = 0,
+    age: float | None = None,
+    devices: list[dict[str, str]] | None = None,
+    dead: int = 0,
+) -> None:
     body = {"version": "1.2.3", "clock_offset_s": -0.25, "dead_letters": dead,
             "devices": devices if devices is not None else [SCANNER]}  # fmt: skip
     await storage.record_heartbeat(agent.agent_id, HeartbeatRecord(at, backlog, age, body))
@@ -57,7 +87,7 @@ async def scans(storage: SqliteStorage, agent: AgentIdentity, good: int, bad: in
     await storage.ingest(agent, rows, at)
 
 
-async def test_the_roll_up_reflects_heartbeats_events_and_new_stores(db) -> None:
+async def test_the_roll_up_reflects_heartbeats_events_and_new_stores(db: DB) -> None:
     storage, console = db
     agent = await enroll(storage, "store-a")
     await storage.add_enroll_code("store-b", "code-b", NOW + timedelta(days=1), NOW)
@@ -79,7 +109,9 @@ async def test_the_roll_up_reflects_heartbeats_events_and_new_stores(db) -> None
         NOW,
     )
     b = await console.fleet_row("store-b")
-    assert b is not None and b.agents == 0 and b.last_seen_at is None
+    assert b is not None
+    assert b.agents == 0
+    assert b.last_seen_at is None
     devices = {d.device_id: d for d in await console.store_devices("store-a")}
     assert devices["printer"].condition == "paper_out"
     [stats] = await console.scan_stats("store-a", NOW - timedelta(hours=1))
@@ -88,10 +120,10 @@ async def test_the_roll_up_reflects_heartbeats_events_and_new_stores(db) -> None
     assert [e.text for e in examples] == ["<script>4</script>", "<script>3</script>"]
     # Nothing new: a second round changes nothing and counts nothing twice.
     assert await console.aggregate_events(NOW, 100) == 0
-    assert (await console.fleet_row("store-a")).events_today == 5  # type: ignore[union-attr]
+    assert (await row_of(console, "store-a")).events_today == 5
 
 
-async def test_a_revoked_agent_leaves_the_roll_up(db) -> None:
+async def test_a_revoked_agent_leaves_the_roll_up(db: DB) -> None:
     storage, console = db
     agent = await enroll(storage, "store-a")
     await beat(storage, agent)
@@ -99,12 +131,14 @@ async def test_a_revoked_agent_leaves_the_roll_up(db) -> None:
     await storage.revoke_agent(agent.agent_id, NOW + timedelta(seconds=1))
     await console.refresh_fleet(NOW + timedelta(seconds=1))
     row = await console.fleet_row("store-a")
-    assert row is not None and row.agents == 0 and row.last_seen_at is None
+    assert row is not None
+    assert row.agents == 0
+    assert row.last_seen_at is None
     assert await console.store_devices("store-a") == []
 
 
 async def test_two_replicas_counting_at_once_count_every_event_exactly_once(
-    db, tmp_path: Path
+    db: DB, tmp_path: Path
 ) -> None:
     storage, first = db
     second = await SqliteConsoleStorage.open(str(tmp_path / "cloud.db"))
@@ -129,7 +163,7 @@ async def test_two_replicas_counting_at_once_count_every_event_exactly_once(
 
 
 async def test_two_replicas_evaluating_at_once_open_one_alert_per_condition(
-    db, tmp_path: Path
+    db: DB, tmp_path: Path
 ) -> None:
     storage, first = db
     second = await SqliteConsoleStorage.open(str(tmp_path / "cloud.db"))
@@ -153,7 +187,7 @@ async def test_two_replicas_evaluating_at_once_open_one_alert_per_condition(
         await second.close()
 
 
-async def test_alert_lifecycle_open_acknowledged_resolved_and_reopened(db) -> None:
+async def test_alert_lifecycle_open_acknowledged_resolved_and_reopened(db: DB) -> None:
     storage, console = db
     agent = await enroll(storage, "store-a")
     await beat(storage, agent)
@@ -163,7 +197,7 @@ async def test_alert_lifecycle_open_acknowledged_resolved_and_reopened(db) -> No
     assert (await console.evaluate_alerts(RULES, later)).opened == 1
     [alert], _ = await console.list_alerts(AlertQuery(store_id="store-a"))
     assert (alert.rule, alert.state) == ("agent_offline", "open")
-    assert (await console.fleet_row("store-a")).active_alerts == 1  # type: ignore[union-attr]
+    assert (await row_of(console, "store-a")).active_alerts == 1
     assert await console.acknowledge_alert(alert.alert_id, "eve", later)
     assert not await console.acknowledge_alert(alert.alert_id, "eve", later)  # not open any more
     assert (await console.evaluate_alerts(RULES, later)).opened == 0  # still firing, still acked
@@ -175,7 +209,7 @@ async def test_alert_lifecycle_open_acknowledged_resolved_and_reopened(db) -> No
     assert (await console.list_alerts(AlertQuery()))[1] == 0
     [resolved], _ = await console.list_alerts(AlertQuery(state="resolved"))
     assert resolved.resolved_at == later
-    assert (await console.fleet_row("store-a")).active_alerts == 0  # type: ignore[union-attr]
+    assert (await row_of(console, "store-a")).active_alerts == 0
     # It goes silent again: a new alert, the resolved one stays resolved.
     assert (await console.evaluate_alerts(RULES, later + timedelta(minutes=6))).opened == 1
     assert (await console.list_alerts(AlertQuery(state="resolved")))[1] == 1
@@ -195,7 +229,9 @@ async def test_alert_lifecycle_open_acknowledged_resolved_and_reopened(db) -> No
         ({"dead": 3}, (0, 0), "dead_letters"),
     ],
 )  # fmt: skip
-async def test_each_rule_fires_on_its_condition_only(db, heartbeat, events, rule) -> None:
+async def test_each_rule_fires_on_its_condition_only(
+    db: DB, heartbeat: dict[str, Any], events: tuple[int, int], rule: str
+) -> None:
     storage, console = db
     agent = await enroll(storage, "store-a")
     await beat(storage, agent, **heartbeat)
@@ -207,7 +243,7 @@ async def test_each_rule_fires_on_its_condition_only(db, heartbeat, events, rule
     assert [a.rule for a in alerts] == [rule]
 
 
-async def test_unrecognised_ratio_needs_enough_scans_and_a_high_share(db) -> None:
+async def test_unrecognised_ratio_needs_enough_scans_and_a_high_share(db: DB) -> None:
     storage, console = db
     agent = await enroll(storage, "store-a")
     await beat(storage, agent)
@@ -221,7 +257,7 @@ async def test_unrecognised_ratio_needs_enough_scans_and_a_high_share(db) -> Non
     assert (await console.evaluate_alerts(RULES, NOW)).opened == 0
 
 
-async def test_the_lease_has_one_holder_until_released_or_expired(db) -> None:
+async def test_the_lease_has_one_holder_until_released_or_expired(db: DB) -> None:
     _, console = db
     assert await console.acquire_lease("eval", "a", NOW, 30)
     assert not await console.acquire_lease("eval", "b", NOW + timedelta(seconds=29), 30)
@@ -234,7 +270,7 @@ async def test_the_lease_has_one_holder_until_released_or_expired(db) -> None:
     assert await console.acquire_lease("eval", "a", NOW + timedelta(seconds=61), 30)
 
 
-async def test_fleet_query_filters_sorts_pages_and_counts(db) -> None:
+async def test_fleet_query_filters_sorts_pages_and_counts(db: DB) -> None:
     storage, console = db
     # 25 stores: every 5th offline (10 min silent), every 4th with backlog, every 3rd a fault.
     for i in range(25):
@@ -256,7 +292,8 @@ async def test_fleet_query_filters_sorts_pages_and_counts(db) -> None:
     )
     assert [r.store_id for r in page.rows] == ["lonely"] + [f"store-{i:02d}" for i in range(9)]
     last = await console.fleet_page(FleetQuery(th, limit=10, offset=20))
-    assert len(last.rows) == 6 and last.matching == 26
+    assert len(last.rows) == 6
+    assert last.matching == 26
     offline = await console.fleet_page(FleetQuery(th, status="offline"))
     assert [r.store_id for r in offline.rows] == [f"store-{i:02d}" for i in (0, 5, 10, 15, 20)]
     both = await console.fleet_page(FleetQuery(th, faults=True, backlog=True))
@@ -274,7 +311,7 @@ async def test_fleet_query_filters_sorts_pages_and_counts(db) -> None:
     assert literal.matching == 0  # LIKE wildcards in the search are literal characters
 
 
-async def test_accounts_sessions_and_the_last_admin(db) -> None:
+async def test_accounts_sessions_and_the_last_admin(db: DB) -> None:
     _, console = db
     admin = await console.add_user("Ada", "h1", "admin", NOW)
     with pytest.raises(UsageError, match="already exists"):
@@ -285,18 +322,20 @@ async def test_accounts_sessions_and_the_last_admin(db) -> None:
         await console.update_user("ADA", NOW, disabled=True)
     await console.create_session("s1", admin.user_id, "csrf", NOW, NOW + timedelta(hours=1))
     session = await console.get_session("s1", NOW, idle_s=600)
-    assert session is not None and session.user.username == "Ada" and session.csrf_token == "csrf"
+    assert session is not None
+    assert session.user.username == "Ada"
+    assert session.csrf_token == "csrf"
     assert await console.get_session("s1", NOW + timedelta(minutes=11), idle_s=600) is None
     assert await console.get_session("s1", NOW + timedelta(hours=2), idle_s=99999) is None
     await console.add_user("bob", "h3", "admin", NOW)
     await console.update_user("ada", NOW, password_hash="new")  # ends her sessions
     assert await console.get_session("s1", NOW, idle_s=600) is None
-    assert (await console.user_login("ADA"))[1] == "new"  # type: ignore[index]
+    assert (await login_of(console, "ADA"))[1] == "new"
     await console.update_user("ada", NOW, disabled=True)  # bob is still an admin
-    assert not (await console.user_login("ada"))[0].active  # type: ignore[index]
+    assert not (await login_of(console, "ada"))[0].active
 
 
-async def test_prune_drops_old_counts_and_resolved_alerts(db) -> None:
+async def test_prune_drops_old_counts_and_resolved_alerts(db: DB) -> None:
     storage, console = db
     agent = await enroll(storage, "store-a")
     old = NOW - timedelta(days=10)
