@@ -125,7 +125,6 @@ def requires(permission: str) -> Callable[[View], View]:
         async def guarded(request: web.Request) -> web.StreamResponse:
             user = principal(request).session.user
             if not can(user.role, permission):
-                request.config_dict[COUNTERS].bad_requests["console_forbidden"] += 1
                 raise Forbidden(
                     f"Your role ({user.role}) may not do this. Ask an admin if you need to.",
                     key="console_forbidden",
