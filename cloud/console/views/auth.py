@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from cloud.console.keys import CONSOLE_STORAGE, LOGIN_THROTTLE, PASSWORDS
+from cloud.console.keys import CONSOLE_SETTINGS, CONSOLE_STORAGE, LOGIN_THROTTLE, PASSWORDS
 from cloud.console.render import render
 from cloud.console.session import (
     CSRF_FIELD,
@@ -22,6 +22,7 @@ from cloud.keys import COUNTERS
 from cloud.storage.console import AuditEntry
 
 LOGIN_COOKIE_AGE_S = 3600
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 MAX_USERNAME = 64
 
 
@@ -85,10 +86,27 @@ async def post_logout(request: web.Request) -> web.StreamResponse:
 
 def _form(request: web.Request, username: str, error: str, status: int) -> web.StreamResponse:
     token = secrets.token_urlsafe(24)
-    context = {"username": username, "error": error, "login_csrf": token, "next": _next(request)}
+    context = {
+        "username": username,
+        "error": error,
+        "login_csrf": token,
+        "next": _next(request),
+        "cookie_warning": _cookie_warning(request),
+    }
     response = render(request, "login.html", context, status)
     set_cookie(request, response, cookie_names(request)[1], token, LOGIN_COOKIE_AGE_S)
     return response
+
+
+def _cookie_warning(request: web.Request) -> bool:
+    # Browsers keep Secure cookies only from https:// or loopback: say so before the login
+    # silently fails to stick.
+    if not request.config_dict[CONSOLE_SETTINGS].secure_cookies or request.secure:
+        return False
+    if request.headers.get("X-Forwarded-Proto", "").lower() == "https":
+        return False
+    host = (request.host or "").rsplit(":", 1)[0].strip("[]")
+    return host not in LOOPBACK_HOSTS
 
 
 def _next(request: web.Request) -> str:

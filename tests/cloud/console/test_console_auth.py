@@ -258,3 +258,14 @@ async def test_the_admin_api_still_wants_its_bearer_token(client: Client) -> Non
     await login(client, "root")
     assert (await client.get("/api/stores")).status == 401  # a console session is not enough
     assert (await client.get("/api/stores", headers={"Authorization": "Bearer t"})).status == 200
+
+
+async def test_login_page_warns_when_secure_cookies_cannot_stick(client: Client) -> None:
+    local = await (await client.get("/console/login")).text()
+    assert "served over plain HTTP" not in local
+    remote = await client.get("/console/login", headers={"Host": "console.example.com"})
+    assert "served over plain HTTP" in await remote.text()
+    proxied = await client.get(
+        "/console/login", headers={"Host": "console.example.com", "X-Forwarded-Proto": "https"}
+    )
+    assert "served over plain HTTP" not in await proxied.text()
