@@ -453,7 +453,8 @@ class SqliteConsoleStorage:
 
     async def list_alerts(self, query: AlertQuery) -> tuple[list[AlertRecord], int]:
         """Matching alerts newest first, and the count."""
-        where = ["state != 'resolved'"] if query.state is None else ["state = ?"]
+        # IN, not != 'resolved': the (state, alert_id) index serves both values.
+        where = ["state IN ('open', 'acknowledged')"] if query.state is None else ["state = ?"]
         params: list[Any] = [] if query.state is None else [query.state]
         if query.rule is not None:
             where.append("rule = ?")
