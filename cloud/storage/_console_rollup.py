@@ -372,14 +372,20 @@ def evaluate_alerts(
     conn: sqlite3.Connection, thresholds: AlertThresholds, now_us: int
 ) -> AlertChanges:
     """Open what fires and is not active, resolve what is active and no longer fires."""
+    # What fires is read outside the write lock (the heavy part at fleet scale, so ingest is
+    # not held up by it); what is active is re-read inside it, so the diff applied is exact
+    # for that moment and a concurrent evaluator cannot make it open or resolve twice.
+    firing: dict[str, Firing] = {
+        rule: {
+            (row[0], row[1]): spec.summary(tuple(row), thresholds)
+            for row in conn.execute(spec.sql, spec.params(thresholds, now_us))
+        }
+        for rule, spec in RULES_SQL.items()
+    }
     opened = resolved = 0
     touched: set[str] = set()
     with write(conn):
-        for rule, spec in RULES_SQL.items():
-            firing: Firing = {
-                (row[0], row[1]): spec.summary(tuple(row), thresholds)
-                for row in conn.execute(spec.sql, spec.params(thresholds, now_us))
-            }
+        for rule, fires in firing.items():
             active = {
                 (store_id, device_id): alert_id
                 for alert_id, store_id, device_id in conn.execute(
@@ -388,9 +394,9 @@ def evaluate_alerts(
                     (rule,),
                 )
             }
-            new = [(rule, s, d, summary, now_us) for (s, d), summary in firing.items()
+            new = [(rule, s, d, summary, now_us) for (s, d), summary in fires.items()
                    if (s, d) not in active]  # fmt: skip
-            gone_keys = [key for key in active if key not in firing]
+            gone_keys = [key for key in active if key not in fires]
             gone = [(now_us, active[key]) for key in gone_keys]
             # OR IGNORE: the partial unique index is the last word on "one active alert".
             opened += conn.executemany(
