@@ -31,9 +31,13 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Chromium; skipped (or failed, see module docstring) when unavailable."""
+    """A headless Chromium; skipped (or failed, see module docstring) when unavailable.
+
+    Module-scoped: Playwright's sync API runs an event loop of its own in this thread, which
+    must be gone before the asyncio tests that follow create theirs.
+    """
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
