@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import signal
 import sys
 import time
@@ -27,6 +28,7 @@ from agent.devices.printer.driver import EscPosPrinter
 from agent.outbox import oldest_age_s
 from agent.runtime import AgentRuntime
 from cloud.config import CloudConfig, new_admin_token
+from cloud.console.accounts import ensure_user
 from cloud.coupon_models import CampaignCreate, IssueRequest
 from cloud.coupons import create_campaign, issue
 from cloud.keys import COUPON_STORAGE
@@ -50,6 +52,7 @@ COUPON_EVERY_S = 6.0
 REPLAY_SHARE = 0.15
 DEMO_COUPONS = 300
 OFFLINE_LIMIT = 5000  # 50.00 CNY: the 80.00 coupons are refused while the cloud is down
+CONSOLE_USER = "admin"
 
 
 @dataclass
@@ -135,6 +138,8 @@ async def run_demo(options: DemoOptions) -> int:
             file=sys.stderr,
         )
         return 2
+    console_password = secrets.token_urlsafe(12)
+    await ensure_user(cloud.config.db_url, CONSOLE_USER, "admin", console_password, "demo")
     code = await cloud.enroll_code(STORE_ID)
     credentials = await enroll(cloud.url, code)
     save_credentials(state_dir, credentials)
@@ -164,7 +169,9 @@ async def run_demo(options: DemoOptions) -> int:
             ),
         ],
     )  # fmt: skip
-    _print_banner(cloud, credentials.agent_id, scanner.link, workdir, options, campaign_id)
+    _print_banner(
+        cloud, credentials.agent_id, scanner.link, workdir, options, campaign_id, console_password
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -287,10 +294,12 @@ def _print_banner(
     workdir: Path,
     options: DemoOptions,
     campaign_id: int,
+    console_password: str,
 ) -> None:
     token = cloud.config.admin_token
     print(
         f"""storeedge demo
+  console      {cloud.url}/console/  login {CONSOLE_USER} / {console_password}
   cloud        {cloud.url}  (SQLite at {workdir / "cloud.db"})
   admin token  {token}
   store        {STORE_ID}, agent {agent_id}

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from cloud.auth import AgentAuthenticator
 from cloud.config import CloudConfig
+from cloud.console.app import setup_console
 from cloud.counters import Counters
 from cloud.gate import Gate
 from cloud.keys import AGENT_AUTH, CONFIG, COUNTERS, COUPON_STORAGE, INGEST_GATE, STORAGE
@@ -29,6 +30,7 @@ def create_app(config: CloudConfig) -> web.Application:
     app[INGEST_GATE] = Gate(config.max_inflight_batches)
     app.cleanup_ctx.append(_storage_ctx)
     setup_routes(app)
+    setup_console(app)
     return app
 
 

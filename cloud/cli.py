@@ -1,4 +1,4 @@
-"""`storeedge cloud serve | enroll-code`; heavy imports stay inside the handlers."""
+"""`storeedge cloud serve | enroll-code | user`; heavy imports stay inside the handlers."""
 
 import argparse
 import os
@@ -25,6 +25,11 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
     serve.add_argument("--db", default=DEFAULT_DB_URL, metavar="URL", help="database URL")
     serve.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port")
+    serve.add_argument(
+        "--insecure-cookies",
+        action="store_true",
+        help="console session cookies without Secure (plain HTTP on a trusted LAN only)",
+    )
     serve.set_defaults(func=serve_command)
 
     code = commands.add_parser(
@@ -40,6 +45,10 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
         "--ttl-hours", type=float, default=24.0, metavar="H", help="hours until the code expires"
     )
     code.set_defaults(func=enroll_code_command)
+
+    from cloud.console import cli as console_cli
+
+    console_cli.register(commands, DEFAULT_DB_URL)
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -59,7 +68,12 @@ def serve_command(args: argparse.Namespace) -> int:
         token = new_admin_token()
         print(f"admin token (set ${ADMIN_TOKEN_ENV} to choose one): {token}", file=sys.stderr)
     try:
-        config = CloudConfig(db_url=args.db, admin_token=token, host=args.host, port=args.port)
+        from cloud.console.settings import ConsoleSettings
+
+        console = ConsoleSettings(secure_cookies=not args.insecure_cookies)
+        config = CloudConfig(
+            db_url=args.db, admin_token=token, host=args.host, port=args.port, console=console
+        )
         check_db_url(args.db)  # fail before logging "running on …"
         # run_app turns SIGINT and SIGTERM into a graceful exit that runs cleanup_ctx.
         web.run_app(create_app(config), host=config.host, port=config.port, print=_stderr)

@@ -3,6 +3,7 @@
 import secrets
 from dataclasses import dataclass, field
 
+from cloud.console.settings import ConsoleSettings
 from cloud.errors import UsageError
 from protocol.constants import MAX_BATCH_BYTES
 
@@ -33,6 +34,7 @@ class CloudConfig:
     # Batches decoded and validated at once; more get 503 + Retry-After instead of queueing.
     # Each can hold ~10× its 4 MiB body as Python objects, so this bounds memory too.
     max_inflight_batches: int = 16
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     def __post_init__(self) -> None:
         if not self.admin_token:
