@@ -44,7 +44,8 @@ class ScanRules(Frozen):
     def _patterns_compile(cls, patterns: list[str]) -> list[str]:
         for index, pattern in enumerate(patterns):
             try:
-                re.compile(pattern)
+                # As the agent uses it: one alternative among several (agent/remote_config).
+                re.compile(f"(?:{pattern})")
             except re.error as exc:
                 raise ValueError(f"[{index}] {pattern!r} is not a valid regex: {exc}") from None
         return patterns

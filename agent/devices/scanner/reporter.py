@@ -67,6 +67,10 @@ class ScanReporter:
         """True while a flood or unpersisted drops need `tick` calls to settle."""
         return self._guard.flooding or self._unpersisted_drops > 0
 
+    def set_scan(self, scan: ScanSection) -> None:
+        """Route later frames with `scan` (remote config); nothing else changes."""
+        self._scan = scan
+
     async def fire(self, event: str, detail: str | None) -> None:
         """Apply one transition; capture device.status only when the state changes."""
         change = TRANSITIONS.get((self.state, event))

@@ -123,6 +123,10 @@ class SerialScanner:
         self._drops_flushed_at = 0.0
         self.pulse = Pulse(self.device_id)  # beaten by the reader thread; read by the watchdog
 
+    def apply_scan(self, scan: ScanSection) -> None:
+        """Route later scans with `scan` (remote config); the port stays open."""
+        self._scan = scan  # one reference swap: the reader thread sees old or new rules
+
     async def run(self) -> None:
         """Read until cancelled; re-raises only a sink failure (the outbox, not the device)."""
         if self._running:
