@@ -41,6 +41,10 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
     )
     code.set_defaults(func=enroll_code_command)
 
+    from cloud.config_cli import register as register_config
+
+    register_config(commands, DEFAULT_DB_URL)
+
 
 def serve_command(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; storage closes through the app's cleanup context."""
