@@ -208,10 +208,10 @@ async def test_a_fleet_write_that_would_break_a_store_override_is_refused(
 ) -> None:
     # 200 device entries in the store's override; a fleet adding 100 others would make 300,
     # past the 256 a merged document may hold.
-    devices = {f"d{i}": {} for i in range(200)}
+    devices: dict[str, Any] = {f"d{i}": {} for i in range(200)}
     status, _ = await put(client, f"/api/stores/{STORE}/config", {"devices": devices})
     assert status == 201
-    others = {f"f{i}": {} for i in range(100)}
+    others: dict[str, Any] = {f"f{i}": {} for i in range(100)}
     status, body = await put(client, "/api/config/fleet", {"devices": others})
     assert status == 400
     assert f"store {STORE}: document: devices" in body["error"]
