@@ -23,7 +23,9 @@ from agent.config import (
     TcpScannerConfig,
 )
 from agent.coupons.business import CONFIG_FILE
+from agent.diagnostics.offline import render_status
 from agent.runtime import AgentRuntime
+from agent.snapshot import snapshot, status_line
 from agent.sync.client import Credentials
 from cloud.config import CloudConfig
 from cloud.service import RunningCloud, start_cloud
@@ -227,6 +229,12 @@ async def test_new_version_reaches_the_running_agent_and_a_bad_one_is_refused(
         assert heartbeat["config_version"] == version
         assert heartbeat["config_error"]["reason"] == refusal["reason"]
         assert (tmp_path / "state" / CONFIG_FILE).read_bytes() == saved
+        # The field engineer sees it too: `agent status`, the status page, systemd STATUS=.
+        doc = await snapshot(runtime)
+        assert doc["business_config"]["settings_version"] == version
+        assert doc["business_config"]["refused"]["reason"] == refusal["reason"]
+        assert f"CONFIG     refused v{bad['version']['version']}: devices." in render_status(doc)
+        assert "business config refused" in status_line(doc)
         await door.scan("GUARD-456")  # still routed by the last good rules
 
         async def routed_again() -> bool:
