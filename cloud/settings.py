@@ -15,7 +15,6 @@ from pydantic import ValidationError
 from cloud.errors import BadRequest
 from cloud.storage.base import StoreDetail
 from cloud.storage.settings import ConfigStorage, ConfigVersion
-from cloud.views._body import describe_model
 from protocol.settings import ScanRules, SettingsDocument
 
 # A document's JSON is small by design (protocol.settings bounds every list); this bounds
@@ -54,7 +53,7 @@ def check_document(document: Any, base: dict[str, Any] | None = None) -> Setting
     try:
         return SettingsDocument.model_validate(merge_patch(base or {}, document))
     except ValidationError as exc:
-        raise BadRequest(f"document: {describe_model(exc)}", key="bad_config") from exc
+        raise BadRequest(f"document: {_describe(exc)}", key="bad_config") from exc
 
 
 async def effective_settings(config: ConfigStorage, store_id: str) -> EffectiveSettings:
@@ -108,6 +107,14 @@ async def set_store_config(
     check_document(document, merge_patch({}, fleet.document if fleet else {}))
     return await config.add_config_version(store_id, document, author, comment,
                                            now or datetime.now(UTC), if_version)  # fmt: skip
+
+
+def _describe(exc: ValidationError) -> str:
+    """The first bad field and why, e.g. `receipt.colour: Extra inputs are not permitted`."""
+    first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+    path = ".".join(str(part) for part in first["loc"]) or "document"
+    extra = exc.error_count() - 1
+    return f"{path}: {first['msg']}" + (f" (and {extra} more)" if extra else "")
 
 
 def device_warnings(settings: SettingsDocument, store: StoreDetail | None) -> list[str]:

@@ -17,9 +17,9 @@ _STATE_COLUMNS = (
     "c.agent_id, c.changed_at, c.applied_version, c.applied_hash,"
     " c.refused_version, c.refused_hash, c.refused_reason, c.refused_at"
 )
-# `store_id IS ?` matches NULL (the fleet) as well as a store id, and still uses the index.
-_LATEST = f"SELECT {_VERSION_COLUMNS} FROM config_versions WHERE store_id IS ?"
+_LATEST = f"SELECT {_VERSION_COLUMNS} FROM config_versions WHERE store_id = ?"
 _LATEST += " ORDER BY version DESC LIMIT 1"
+_LATEST_FLEET = _LATEST.replace("store_id = ?", "store_id IS NULL")
 
 
 class SqliteConfigStorage:
@@ -51,7 +51,7 @@ class SqliteConfigStorage:
                 ):
                     raise NotFound(f"unknown store {store_id!r}", key="unknown_store")
                 if if_version is not None:
-                    latest = conn.execute(_LATEST, (store_id,)).fetchone()
+                    latest = _latest(conn, store_id)
                     current = latest[0] if latest else 0
                     if current != if_version:
                         scope = f"store {store_id}" if store_id else "the fleet"
@@ -77,8 +77,8 @@ class SqliteConfigStorage:
         def work(conn: sqlite3.Connection) -> tuple[ConfigVersion | None, ConfigVersion | None]:
             conn.execute("BEGIN")  # one read snapshot for both rows
             try:
-                fleet = conn.execute(_LATEST, (None,)).fetchone()
-                store = conn.execute(_LATEST, (store_id,)).fetchone()
+                fleet = _latest(conn, None)
+                store = _latest(conn, store_id)
             finally:
                 conn.execute("COMMIT")
             return _maybe_version(fleet), _maybe_version(store)
@@ -89,7 +89,7 @@ class SqliteConfigStorage:
         """The latest fleet-wide version, or None."""
 
         def work(conn: sqlite3.Connection) -> ConfigVersion | None:
-            return _maybe_version(conn.execute(_LATEST, (None,)).fetchone())
+            return _maybe_version(_latest(conn, None))
 
         return await self._thread.run(work)
 
@@ -193,6 +193,13 @@ class SqliteConfigStorage:
             return [_state(row) for row in rows]
 
         return await self._thread.run(work)
+
+
+def _latest(conn: sqlite3.Connection, store_id: str | None) -> Any:
+    """The latest row of a scope: the fleet (None) or a store."""
+    if store_id is None:
+        return conn.execute(_LATEST_FLEET).fetchone()
+    return conn.execute(_LATEST, (store_id,)).fetchone()
 
 
 def _version(row: tuple[Any, ...]) -> ConfigVersion:
