@@ -20,6 +20,7 @@ from agent.logs import register_secret
 from agent.notify import Notifier
 from agent.outbox import Identity, Outbox
 from agent.recent import RecentEvents, TappedSink
+from agent.remote_config.applier import ScanConsumer
 from agent.snapshot import snapshot, status_line
 from agent.supervise import supervise
 from agent.sync.client import Credentials, IngestClient
@@ -101,11 +102,12 @@ class AgentRuntime:
             backoff_base_s=cloud.backoff_base_s,
             backoff_cap_s=cloud.backoff_cap_s,
         )
-        self.heartbeat = HeartbeatLoop(
-            outbox, client, self.drain, self.device_health, cloud.heartbeat_interval_s
-        )
         voucher = self._submit_voucher if self.config.coupons.voucher_printer else None
         self.coupons = CouponService(self.config, self.credentials, outbox, state_dir, voucher)
+        self.heartbeat = HeartbeatLoop(
+            outbox, client, self.drain, self.device_health, cloud.heartbeat_interval_s,
+            config_report=self.coupons.applier.report,
+        )  # fmt: skip
         zeroconf = _zeroconf_for(self.config)
         context = DeviceContext(state_dir=state_dir, zeroconf=zeroconf, scan=self.config.scan)
         # Drivers capture through the coupon sink (coupon scans, staff badges and mirror coupon
@@ -113,6 +115,11 @@ class AgentRuntime:
         # status page sees scans once they are durable.
         sink = TappedSink(CouponSink(outbox, self.coupons.flow), self.recent)
         self.drivers = [build_driver(device, sink, context) for device in self.config.devices]
+        for driver in self.drivers:
+            if isinstance(driver, ScanConsumer):  # remote scan rules, taken without a reconnect
+                self.coupons.applier.add_scanner(driver)
+        self.coupons.applier.on_change = self.heartbeat.wake  # the console hears of it now
+        await self.coupons.restore()
         self.watchdog = Watchdog(
             self.notifier, self.pulses, self.status_line, self.config.agent.stall_timeout_s
         )

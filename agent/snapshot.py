@@ -72,6 +72,13 @@ async def snapshot(runtime: "AgentRuntime") -> dict[str, Any]:
         "heartbeat_error": beat.last_error if beat else None,
         "clock_offset_s": beat.clock_offset_s if beat else None,
     }
+    if runtime.coupons is not None:
+        report = runtime.coupons.applier.report()
+        doc["business_config"] = {
+            "settings_version": report.version,
+            "config_hash": report.config_hash,
+            "refused": report.error.model_dump(mode="json") if report.error else None,
+        }
     watchdog = runtime.watchdog
     doc["watchdog"] = {
         "systemd": runtime.notifier.enabled,
@@ -101,6 +108,8 @@ def status_line(doc: dict[str, Any]) -> str:
     down = [d["device_id"] for d in devices if d["state"] in ("offline", "degraded")]
     if down:
         parts.append("check " + ", ".join(down[:3]) + ("…" if len(down) > 3 else ""))
+    if (doc.get("business_config") or {}).get("refused"):
+        parts.append("business config refused (agent status)")
     return " · ".join(parts)
 
 

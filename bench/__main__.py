@@ -6,7 +6,7 @@ import sys
 
 from bench.render import render
 
-BENCHMARKS = ["outbox", "drain", "coupons", "console"]
+BENCHMARKS = ["outbox", "drain", "coupons", "console", "config"]
 
 
 def main(argv: list[str] | None = None) -> int:

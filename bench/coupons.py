@@ -23,11 +23,12 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.config import CouponSection
-from agent.coupons.business import BusinessConfigStore, ConfigPoller
+from agent.coupons.business import BusinessConfigStore
 from agent.coupons.flow import CouponFlow
 from agent.coupons.remote import CouponCloud
 from agent.credentials import enroll
 from agent.outbox import Identity, Outbox
+from agent.remote_config.poller import ConfigPoller
 from bench.common import percentiles, report
 from bench.drain import _cli, _free_port, _wait_http
 from protocol.coupon_events import (

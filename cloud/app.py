@@ -9,11 +9,20 @@ from cloud.config import CloudConfig
 from cloud.console.app import setup_console
 from cloud.counters import Counters
 from cloud.gate import Gate
-from cloud.keys import AGENT_AUTH, CONFIG, COUNTERS, COUPON_STORAGE, INGEST_GATE, STORAGE
+from cloud.keys import (
+    AGENT_AUTH,
+    CONFIG,
+    COUNTERS,
+    COUPON_STORAGE,
+    INGEST_GATE,
+    SETTINGS_STORAGE,
+    STORAGE,
+)
 from cloud.middleware import error_middleware
 from cloud.routes import setup_routes
 from cloud.storage import open_storage
 from cloud.storage.coupons import coupon_storage_for
+from cloud.storage.settings import config_storage_for
 
 
 def create_app(config: CloudConfig) -> web.Application:
@@ -39,6 +48,7 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STORAGE] = storage
     app[AGENT_AUTH] = AgentAuthenticator(storage)
     app[COUPON_STORAGE] = coupon_storage_for(storage)
+    app[SETTINGS_STORAGE] = config_storage_for(storage)
     try:
         yield
     finally:

@@ -50,6 +50,10 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
 
     console_cli.register(commands, DEFAULT_DB_URL)
 
+    from cloud.config_cli import register as register_config
+
+    register_config(commands, DEFAULT_DB_URL)
+
 
 def serve_command(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; storage closes through the app's cleanup context."""

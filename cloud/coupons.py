@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from cloud.coupon_models import CampaignCreate, IssueRequest
 from cloud.errors import BadRequest, NotFound, StorageError
+from cloud.settings import EffectiveSettings
 from cloud.storage.coupon_records import (
     CampaignRecord,
     ConfigCampaign,
@@ -31,13 +32,12 @@ from protocol.coupon_events import (
     CouponKeyInfo,
 )
 from protocol.coupons import CouponClaims, encode_public_key, encode_token, store_tags
+from protocol.settings import SettingsDocument
 
 # Coupon ids are random but JSON-safe: a browser console reads integers exactly only up to
 # 2**53 (ECMA-262 Number.MAX_SAFE_INTEGER). A clash with an issued id redraws the batch.
 COUPON_ID_BITS = 53
 ISSUE_ATTEMPTS = 5
-# How long a store waits for a reservation before its campaign's offline policy applies.
-DEFAULT_RESERVE_TIMEOUT_MS = 300
 # QR for phones and printed vouchers: error correction M survives a cracked screen (ISO/IEC
 # 18004 §6.5.1: ~15 % of codewords), scale 8 px per module, 4-module quiet zone (§6.3.8).
 QR_ERROR = "m"
@@ -124,17 +124,32 @@ async def business_config(
     coupons: CouponStorage,
     store_id: str,
     now: datetime | None = None,
-    reserve_timeout_ms: int = DEFAULT_RESERVE_TIMEOUT_MS,
+    settings: EffectiveSettings | None = None,
 ) -> BusinessConfig:
-    """The business config of one store; `version` hashes its content, so equal means equal."""
+    """The business config of one store; `version` hashes its content, so equal means equal.
+
+    `settings` (cloud.settings) fills the sections beside `coupons` and its coupon knobs;
+    without it every section has its default.
+    """
     campaigns = await coupons.config_campaigns(store_id, now or datetime.now(UTC))
+    document = settings.settings if settings is not None else SettingsDocument()
     section = CouponConfig(
-        campaigns=[_policy(c) for c in campaigns], reserve_timeout_ms=reserve_timeout_ms
+        campaigns=[_policy(c) for c in campaigns],
+        reserve_timeout_ms=document.coupons.reserve_timeout_ms,
     )
-    content = {"store_id": store_id, "coupons": section.model_dump(mode="json")}
+    config = BusinessConfig(
+        version="0" * 32,  # replaced below by the hash of everything else
+        store_id=store_id,
+        coupons=section,
+        settings_version=settings.version if settings is not None else 0,
+        receipt=document.receipt,
+        scan=document.scan,
+        devices=document.devices,
+    )
+    content = config.model_dump(mode="json", exclude={"version"})
     # Every replica computes the same version from the same rows: no state in memory.
     version = hashlib.blake2b(orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16)
-    return BusinessConfig(version=version.hexdigest(), store_id=store_id, coupons=section)
+    return config.model_copy(update={"version": version.hexdigest()})
 
 
 def qr_png(token: str) -> bytes:

@@ -11,6 +11,7 @@ CloudError
     ├── Unauthorized               401
     ├── EnrollmentRefused          403 (unknown, used or expired code: get a new code)
     ├── NotFound                   404
+    ├── Conflict                   409 (changed since the caller read it: read again)
     ├── PayloadTooLarge            413
     └── UnsupportedEncoding        415
 """
@@ -79,6 +80,12 @@ class NotFound(RequestError):
     """The named resource does not exist (HTTP 404)."""
 
     status = 404
+
+
+class Conflict(RequestError):
+    """The resource changed since the version the caller named (HTTP 409)."""
+
+    status = 409
 
 
 class PayloadTooLarge(RequestError):

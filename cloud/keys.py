@@ -8,6 +8,7 @@ from cloud.counters import Counters
 from cloud.gate import Gate
 from cloud.storage.base import Storage
 from cloud.storage.coupons import CouponStorage
+from cloud.storage.settings import ConfigStorage
 
 CONFIG = web.AppKey("config", CloudConfig)
 COUNTERS = web.AppKey("counters", Counters)
@@ -15,3 +16,4 @@ STORAGE = web.AppKey("storage", Storage)
 AGENT_AUTH = web.AppKey("agent_auth", AgentAuthenticator)
 INGEST_GATE = web.AppKey("ingest_gate", Gate)
 COUPON_STORAGE = web.AppKey("coupon_storage", CouponStorage)
+SETTINGS_STORAGE = web.AppKey("settings_storage", ConfigStorage)

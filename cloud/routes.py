@@ -5,6 +5,7 @@ from aiohttp import web
 from cloud.views import (
     admin,
     agent_self,
+    config,
     coupon_agent,
     coupons,
     enroll,
@@ -30,6 +31,7 @@ def setup_routes(app: web.Application) -> None:
     )
     app.router.add_get("/healthz", health.get_healthz, name="healthz")
     setup_coupon_routes(app)
+    setup_config_routes(app)
 
 
 def setup_coupon_routes(app: web.Application) -> None:
@@ -47,3 +49,16 @@ def setup_coupon_routes(app: web.Application) -> None:
     coupon = "/api/coupons/{coupon_id:[0-9]+}"
     app.router.add_get(coupon, coupons.get_coupon, name="coupon")
     app.router.add_get(coupon + "/qr.png", coupons.get_coupon_qr, name="coupon_qr")
+
+
+def setup_config_routes(app: web.Application) -> None:
+    """The remote-config admin API (agents fetch theirs with GET /v1/config)."""
+    app.router.add_get("/api/config/fleet", config.get_fleet_config, name="config_fleet")
+    app.router.add_put("/api/config/fleet", config.put_fleet_config, name="config_fleet_set")
+    store = "/api/stores/{store_id}/config"
+    app.router.add_get(store, config.get_store_config, name="config_store")
+    app.router.add_put(store, config.put_store_config, name="config_store_set")
+    app.router.add_get("/api/config/versions", config.get_versions, name="config_versions")
+    app.router.add_get(
+        "/api/config/versions/{version:[0-9]+}", config.get_version, name="config_version"
+    )

@@ -9,6 +9,7 @@ from typing import Annotated, Final, Literal, TypeAlias, get_args
 from pydantic import AwareDatetime, Field
 
 from protocol.base import Frozen, Id, Short
+from protocol.settings import DeviceSettings, ReceiptSettings, ScanRules, Version
 
 # Token field ranges (docs/COUPONS.md "Layout"); coupon ids stop at 2**63 - 1 because the
 # cloud stores them in a signed 64-bit column (SQLite INTEGER, PostgreSQL bigint).
@@ -121,11 +122,20 @@ class CouponConfig(Frozen):
 
 
 class BusinessConfig(Frozen):
-    """GET /v1/config body; `version` is the strong ETag, a hash of everything else."""
+    """GET /v1/config body; `version` is the strong ETag, a hash of everything else.
+
+    Each top-level section has one consumer in the agent, handed it only when it changed.
+    `settings_version` numbers the admin-written settings (protocol.settings) it was built
+    from: 0 when none was ever written.
+    """
 
     version: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
     store_id: Id
     coupons: CouponConfig
+    settings_version: Version = 0
+    receipt: ReceiptSettings = ReceiptSettings()
+    scan: ScanRules = ScanRules()
+    devices: dict[Id, DeviceSettings] = {}
 
 
 # --- POST /v1/coupons/reserve ------------------------------------------------------------

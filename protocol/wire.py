@@ -8,6 +8,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from protocol.base import Id
 from protocol.constants import MAX_BATCH_EVENTS, MAX_ID_LEN
 from protocol.events import DeviceState, Event
+from protocol.settings import ConfigRefusal, Hash, Version
 
 
 class _Wire(BaseModel):
@@ -102,6 +103,11 @@ class Heartbeat(_Wire):
     last_sync_at: AwareDatetime | None = None
     next_seq: int | None = None
     sync_state: Annotated[str, Field(max_length=32)] = ""
+    # The business config in force (GET /v1/config): its settings version and content hash,
+    # and why the latest one sent was refused, while the agent runs on its last good one.
+    config_version: Version | None = None
+    config_hash: Hash | None = None
+    config_error: ConfigRefusal | None = None
 
 
 class HeartbeatResponse(_Wire):

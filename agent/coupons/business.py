@@ -1,32 +1,24 @@
-"""The last good business config: kept in the state dir, refreshed from the cloud by a loop.
+"""The last good business config, kept in the state dir (agent/remote_config fetches it).
 
 The local file owns the hardware and the cloud owns the business (DESIGN.md): this file is
 only ever written from a config the cloud sent and that validated, so after a restart with
 the cloud down the store still knows every key and policy it knew before.
 """
 
-import asyncio
 import logging
 import os
-import random
-import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from agent.coupons.errors import CloudUnreachable
-from agent.coupons.remote import CouponCloud
 from protocol.coupon_events import BusinessConfig, CampaignPolicy
 from protocol.coupons import TrustedKey, keyring
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "business_config.json"
-# Fetch retry after a failure: exponential with jitter, up to the normal poll interval.
-RETRY_INITIAL_S = 1.0
-RETRY_FACTOR = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,59 +69,41 @@ class BusinessConfigStore:
 
     def replace(self, config: BusinessConfig, etag: str | None) -> None:
         """Persist `config` (atomically, fsynced) and make it active (blocking: off the loop)."""
-        active = _activate(config, etag)  # ValueError for a key that does not decode
+        active = derive(config, etag)  # ValueError for a key that does not decode
+        self.save(config, etag)
+        self.activate(active)
+
+    def save(self, config: BusinessConfig, etag: str | None) -> None:
+        """Write the file atomically: temp, fsync, rename, fsync the directory (blocking)."""
         tmp = self.path.with_suffix(".tmp")
         with tmp.open("w", encoding="utf-8") as handle:
             handle.write((etag or "") + "\n" + config.model_dump_json())
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self.path)
+        # The rename itself is durable only once the directory is (rename(2), POSIX fsync).
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    def activate(self, active: ActiveConfig) -> None:
+        """Switch to an already saved config (on the loop: readers see old or new, never both)."""
         self.active = active
         self.state = ConfigState.CURRENT
 
 
-class ConfigPoller:
-    """Fetches the config every `interval_s` (If-None-Match), backing off after failures."""
+def derive(
+    config: BusinessConfig, etag: str | None, previous: ActiveConfig | None = None
+) -> ActiveConfig:
+    """`config` with its keyring and campaign table; reused from `previous` if coupons match.
 
-    def __init__(self, store: BusinessConfigStore, cloud: CouponCloud, interval_s: float) -> None:
-        self._store = store
-        self._cloud = cloud
-        self._interval = interval_s
-        self._rng = random.Random()
-        self.fetched = asyncio.Event()  # set after every successful fetch (tests, status)
-        self.last_ok_at: float | None = None
-        self.last_error: str | None = None
-        self.failures = 0
-
-    async def run(self) -> None:
-        """Poll until cancelled."""
-        while True:
-            await asyncio.sleep(await self.poll_once())
-
-    async def poll_once(self) -> float:
-        """One fetch; returns the seconds to wait before the next."""
-        active = self._store.active
-        try:
-            config, etag = await self._cloud.fetch_config(active.etag if active else None)
-            if config is not None:
-                await asyncio.to_thread(self._store.replace, config, etag)
-                log.info("business config %s: %d campaigns", config.version,
-                         len(config.coupons.campaigns))  # fmt: skip
-            elif self._store.active is not None:
-                self._store.state = ConfigState.CURRENT
-        except (CloudUnreachable, ValueError, OSError) as exc:
-            self.failures += 1
-            self.last_error = str(exc)
-            if self._store.state is ConfigState.CURRENT:
-                self._store.state = ConfigState.STALE
-            ceiling = min(self._interval, RETRY_INITIAL_S * RETRY_FACTOR ** min(self.failures, 32))
-            log.info("business config fetch failed (%s); retry in ≤ %.0fs", exc, ceiling)
-            return ceiling * self._rng.uniform(0.5, 1.0)
-        self.failures = 0
-        self.last_error = None
-        self.last_ok_at = time.time()
-        self.fetched.set()
-        return self._interval * self._rng.uniform(0.9, 1.1)
+    ValueError for a public key that does not decode.
+    """
+    if previous is not None and previous.config.coupons == config.coupons:
+        return ActiveConfig(config, etag, previous.keys, previous.campaigns)
+    return _activate(config, etag)
 
 
 def _activate(config: BusinessConfig, etag: str | None) -> ActiveConfig:

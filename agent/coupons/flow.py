@@ -257,8 +257,10 @@ class CouponFlow:
             return
         policy = self._active_campaign(outcome.coupon)
         name = policy.name if policy is not None else "Coupon"
+        active = self._config.active
         fields = voucher_fields(outcome.coupon, outcome.redemption_id, outcome.mode, name,
-                                self.store_id, outcome.staff_id)  # fmt: skip
+                                self.store_id, outcome.staff_id,
+                                receipt=active.config.receipt if active else None)  # fmt: skip
         try:
             # job_id = redemption_id: the print queue makes a resubmission a no-op.
             await self._printer(outcome.redemption_id, "coupon", fields)

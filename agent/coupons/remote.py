@@ -3,7 +3,7 @@
 import aiohttp
 from pydantic import ValidationError
 
-from agent.coupons.errors import CloudUnreachable, UnknownCoupon
+from agent.coupons.errors import CloudUnreachable, UnknownCoupon, UnreadableConfig
 from agent.sync.client import Credentials
 from protocol.coupon_events import BusinessConfig, ReserveRequest, ReserveResponse
 
@@ -18,27 +18,36 @@ class CouponCloud:
         self._headers = {"Authorization": f"Bearer {credentials.token}"}
         self._session: aiohttp.ClientSession | None = None
 
-    async def fetch_config(self, etag: str | None) -> tuple[BusinessConfig | None, str | None]:
-        """(config, its ETag), or (None, etag) when unchanged (304); CloudUnreachable."""
+    async def fetch_config(
+        self, etag: str | None, *also: str | None
+    ) -> tuple[BusinessConfig | None, str | None]:
+        """(config, its ETag), or (None, the ETag that matched) on 304; CloudUnreachable.
+
+        `also`: more ETags the agent needs no copy of (one it refused), sent in the same
+        If-None-Match. UnreadableConfig for a 200 whose body does not parse.
+        """
         headers = dict(self._headers)
-        if etag:
-            headers["If-None-Match"] = etag
+        tags = [tag for tag in (etag, *also) if tag]
+        if tags:
+            headers["If-None-Match"] = ", ".join(tags)
         timeout = aiohttp.ClientTimeout(total=CONFIG_TIMEOUT_S)
         try:
             async with self._http().get(
                 self._base + "/v1/config", headers=headers, timeout=timeout
             ) as response:
                 if response.status == 304:
-                    return None, etag
+                    return None, response.headers.get("ETag", etag)
                 body = await response.read()
                 if response.status != 200:
                     raise CloudUnreachable(f"GET /v1/config: HTTP {response.status}")
-                config = BusinessConfig.model_validate_json(body)
-                return config, response.headers.get("ETag")
+                tag = response.headers.get("ETag")
+                try:
+                    return BusinessConfig.model_validate_json(body), tag
+                except ValidationError as exc:
+                    reason = f"unreadable config: {_first_error(exc)}"
+                    raise UnreadableConfig(reason, tag) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise CloudUnreachable(f"GET /v1/config: {type(exc).__name__}: {exc}") from exc
-        except ValidationError as exc:
-            raise CloudUnreachable(f"GET /v1/config: unreadable config: {exc}") from exc
 
     async def reserve(self, request: ReserveRequest, timeout_s: float) -> ReserveResponse:
         """The cloud's verdict within `timeout_s`; UnknownCoupon (404) or CloudUnreachable."""
@@ -71,3 +80,11 @@ class CouponCloud:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         return self._session
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The first bad field and why, e.g. `receipt.colour: Extra inputs are not permitted`."""
+    first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+    path = ".".join(str(part) for part in first["loc"]) or "body"
+    extra = exc.error_count() - 1
+    return f"{path}: {first['msg']}" + (f" (and {extra} more)" if extra else "")

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from agent.config import AgentConfig
 from agent.coupons import ledger
-from agent.coupons.business import BusinessConfigStore, ConfigPoller, ConfigState
+from agent.coupons.business import BusinessConfigStore, ConfigState
 from agent.coupons.flow import CouponFlow, VoucherPrinter
 from agent.coupons.pos_api import serve_pos
 from agent.coupons.remote import CouponCloud
 from agent.outbox import Outbox
+from agent.remote_config.applier import ConfigApplier
+from agent.remote_config.poller import ConfigPoller
 from agent.sync.client import Credentials
 from protocol.events import DeviceState
 from protocol.wire import DeviceHealth
@@ -47,7 +49,11 @@ class CouponService:
         self._pos = config.pos
         self.store = BusinessConfigStore(state_dir)
         self.cloud = CouponCloud(credentials)
-        self.poller = ConfigPoller(self.store, self.cloud, self._settings.config_poll_interval_s)
+        devices = {device.id: device.kind for device in config.devices}
+        self.applier = ConfigApplier(self.store, devices, config.scan)
+        self.poller = ConfigPoller(
+            self.store, self.cloud, self._settings.config_poll_interval_s, self.applier
+        )
         self.flow = CouponFlow(
             outbox, credentials.store_id, self.store, self._settings, self.cloud, printer
         )
@@ -55,10 +61,16 @@ class CouponService:
         self.pos_url: str | None = None
         self.ready = asyncio.Event()  # set once the saved config is loaded
 
+    async def restore(self) -> None:
+        """Load the saved config and hand it to its consumers (before the drivers start)."""
+        await asyncio.to_thread(self.store.load)
+        self.applier.restore()
+        self.ready.set()
+
     async def run(self) -> None:
         """Load the saved config, then poll the cloud, sweep and serve the POS; until cancelled."""
-        await asyncio.to_thread(self.store.load)
-        self.ready.set()
+        if not self.ready.is_set():
+            await self.restore()
         try:
             await asyncio.gather(self.poller.run(), self._housekeeping(), self._serve_pos())
         finally:

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from protocol.coupons import VerifiedCoupon
+from protocol.settings import ReceiptSettings
 
 # What the voucher's QR holds: the redemption, not the coupon, so rescanning a voucher is an
 # unrecognised scan rather than a second attempt at the coupon.
@@ -23,13 +24,19 @@ def voucher_fields(
     store_id: str,
     staff_id: str | None,
     now: datetime | None = None,
+    receipt: ReceiptSettings | None = None,
 ) -> dict[str, Any]:
-    """`CouponData` fields (agent/devices/printer/templates.py) for one redemption."""
+    """`CouponData` fields (agent/devices/printer/templates.py) for one redemption.
+
+    `receipt` (remote config) names the store and adds footer lines under the terms.
+    """
     when = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     terms = [f"Redeemed {when}", f"({_MODE_TEXT.get(mode or '', mode or '')})"]
     if staff_id:
         terms.append(f"Served by {staff_id}")
     terms.append(f"Ref {redemption_id}")
+    if receipt is not None:
+        terms.extend(receipt.voucher_footer)
     return {
         "title": (campaign_name or "Coupon")[:64],
         "title_zh": "优惠券已使用",
@@ -37,5 +44,5 @@ def voucher_fields(
         "token": VOUCHER_QR_PREFIX + redemption_id,
         "code": coupon.code[:32],
         "terms": "\n".join(terms),
-        "store_name": store_id,
+        "store_name": (receipt.store_name if receipt else None) or store_id,
     }

@@ -75,6 +75,21 @@ def render_status(doc: dict[str, Any], config: AgentConfig | None = None) -> str
         f"sync       {sync.get('state', '?')}, last sync {sync.get('last_sync_at') or 'never'}"
         + (f", last error: {sync['last_error']}" if sync.get("last_error") else "")
     )
+    business = doc.get("business_config")
+    if business is not None:
+        version = business["settings_version"]
+        lines.append(
+            "config     "
+            + (
+                "none yet"
+                if version is None
+                else f"settings v{version} ({business['config_hash']})"
+            )
+        )
+        refused = business.get("refused")
+        if refused:
+            lines.append(f"CONFIG     refused v{refused['settings_version']}: {refused['reason']}"
+                         " (running on the last good one; fix it in the cloud)")  # fmt: skip
     offset = cloud.get("clock_offset_s")
     lines.append(f"clock      {'unknown' if offset is None else f'{offset:+.3f} s vs cloud'}")
     for device in doc.get("devices", []):

@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from agent import __version__
 from agent.errors import SyncError
@@ -15,12 +16,24 @@ from agent.outbox import Outbox, oldest_age_s
 from agent.sync.backoff import SLOW_RETRY_S
 from agent.sync.client import IngestClient, RetryableError, UnauthorizedError
 from agent.sync.drain import DrainWorker
+from protocol.settings import ConfigRefusal
 from protocol.wire import DeviceHealth, Heartbeat
 
 log = logging.getLogger(__name__)
 
 # ±10 % jitter so a fleet restarted together does not heartbeat in lockstep.
 JITTER = 0.1
+
+
+class ConfigReportLike(Protocol):
+    """The business config in force (agent.remote_config.applier.ConfigReport)."""
+
+    @property
+    def version(self) -> int | None: ...
+    @property
+    def config_hash(self) -> str | None: ...
+    @property
+    def error(self) -> ConfigRefusal | None: ...
 
 
 class HeartbeatLoop:
@@ -33,8 +46,10 @@ class HeartbeatLoop:
         drain: DrainWorker,
         devices: Callable[[], list[DeviceHealth]],
         interval_s: float = 30.0,
+        config_report: Callable[[], ConfigReportLike] | None = None,
     ) -> None:
         self._outbox = outbox
+        self._config_report = config_report
         self._client = client
         self._drain = drain
         self._devices = devices
@@ -104,6 +119,7 @@ class HeartbeatLoop:
         stats = await self._outbox.stats()
         counters = self._drain.counters
         last_sync = counters.last_sync_at
+        config = self._config_report() if self._config_report is not None else None
         return Heartbeat(
             sent_at=datetime.now(UTC),
             version=__version__,
@@ -118,4 +134,7 @@ class HeartbeatLoop:
             last_sync_at=datetime.fromtimestamp(last_sync, UTC) if last_sync else None,
             next_seq=stats.next_seq,
             sync_state=self._drain.state.value,
+            config_version=config.version if config is not None else None,
+            config_hash=config.config_hash if config is not None else None,
+            config_error=config.error if config is not None else None,
         )

@@ -7,6 +7,7 @@ Never edit a released migration; append a new one.
 import sqlite3
 
 from cloud.storage._coupon_schema import COUPONS_V1
+from cloud.storage._settings_schema import SETTINGS_V1
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: fleet registry and event log.
@@ -75,6 +76,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 3: coupon campaigns, keys, issued coupons, fleet-wide holds and reconciliation.
     COUPONS_V1,
+    # 4: remote business config: settings versions (fleet and per store), agent reports.
+    SETTINGS_V1,
 )
 
 

@@ -44,13 +44,23 @@ async def get_stores(request: web.Request) -> web.Response:
 
 @admin_only
 async def get_store(request: web.Request) -> web.Response:
-    """200 `{"store": summary, "agents": [...]}` with each agent's latest heartbeat; 404."""
+    """200 `{"store", "agents", "config"}`: agents with their latest heartbeat; 404.
+
+    `config`: the desired settings version and hash, and per agent what it applied and the
+    last config it refused, with the reason (cloud/views/config.py).
+    """
     store_id = _id(request.match_info["store_id"], "store_id")
     detail = await request.app[STORAGE].get_store(store_id)
     if detail is None:
         raise NotFound(f"unknown store {store_id!r}", key="unknown_store")
+    from cloud.views.config import store_config  # imports this module's helpers
+
     return json_response(
-        {"store": _summary(detail.summary), "agents": [_agent(a) for a in detail.agents]}
+        {
+            "store": _summary(detail.summary),
+            "agents": [_agent(a) for a in detail.agents],
+            "config": await store_config(request.app, store_id),
+        }
     )
 
 

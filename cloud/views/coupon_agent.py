@@ -6,8 +6,9 @@ from aiohttp import web
 
 from cloud.coupons import business_config
 from cloud.errors import NotFound
-from cloud.keys import AGENT_AUTH, COUNTERS, COUPON_STORAGE
+from cloud.keys import AGENT_AUTH, COUNTERS, COUPON_STORAGE, SETTINGS_STORAGE
 from cloud.responses import json_response
+from cloud.settings import effective_settings
 from cloud.views._body import read_model
 from protocol.coupon_events import ReserveRequest, ReserveResponse
 
@@ -15,7 +16,10 @@ from protocol.coupon_events import ReserveRequest, ReserveResponse
 async def get_config(request: web.Request) -> web.Response:
     """200 `BusinessConfig` with a strong ETag; 304 when `If-None-Match` names it."""
     agent = await request.app[AGENT_AUTH].async_authenticate(request)
-    config = await business_config(request.app[COUPON_STORAGE], agent.store_id)
+    settings = await effective_settings(request.app[SETTINGS_STORAGE], agent.store_id)
+    config = await business_config(
+        request.app[COUPON_STORAGE], agent.store_id, datetime.now(UTC), settings
+    )
     etag = f'"{config.version}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if _matches(request.headers.get("If-None-Match"), etag):

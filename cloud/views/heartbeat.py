@@ -6,7 +6,7 @@ from aiohttp import web
 
 from cloud.batch import MAX_INT64
 from cloud.errors import BadRequest
-from cloud.keys import AGENT_AUTH, STORAGE
+from cloud.keys import AGENT_AUTH, SETTINGS_STORAGE, STORAGE
 from cloud.responses import json_response
 from cloud.storage.base import HeartbeatRecord
 from cloud.views._body import read_model
@@ -28,5 +28,11 @@ async def post_heartbeat(request: web.Request) -> web.Response:
         body=heartbeat.model_dump(mode="json"),
     )
     await request.app[STORAGE].record_heartbeat(agent.agent_id, record)
+    if heartbeat.config_hash is not None or heartbeat.config_error is not None:
+        # Kept apart from the heartbeat so the console keeps the last refusal after it heals.
+        await request.app[SETTINGS_STORAGE].record_config_report(
+            agent.agent_id, heartbeat.config_version, heartbeat.config_hash,
+            heartbeat.config_error, now,
+        )  # fmt: skip
     answer = HeartbeatResponse(server_time=now, agent_id=agent.agent_id)
     return json_response(answer.model_dump(mode="json"))

@@ -67,6 +67,10 @@ class HidScanner:
         self._running = False
         self.pulse = Pulse(self.device_id)
 
+    def apply_scan(self, scan: ScanSection) -> None:
+        """Route later scans with `scan` (remote config); the link stays up."""
+        self._reporter.set_scan(scan)
+
     async def run(self) -> None:
         """Keep the device open until cancelled; re-raises only a sink failure (the outbox)."""
         if self._running:

@@ -57,6 +57,10 @@ class ScanReporter:
         """True while a flood or unpersisted losses need `tick` calls to settle."""
         return self._guard.flooding or bool(self._losses)
 
+    def set_scan(self, scan: ScanSection) -> None:
+        """Route later frames with `scan` (remote config); nothing else changes."""
+        self._scan = scan
+
     async def fire(self, signal: Signal, detail: str | None, condition: str | None = None) -> None:
         """Apply one signal to the state machine (device.status only on change)."""
         await self.machine.fire(signal, detail, condition)

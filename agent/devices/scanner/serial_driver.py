@@ -77,6 +77,10 @@ class SerialScanner:
         self._running = False
         self.pulse = Pulse(self.device_id)  # beaten by the reader thread; read by the watchdog
 
+    def apply_scan(self, scan: ScanSection) -> None:
+        """Route later scans with `scan` (remote config); the port stays open."""
+        self._reporter.set_scan(scan)  # frames are decoded on the loop, by the reporter
+
     async def run(self) -> None:
         """Read until cancelled; re-raises only a sink failure (the outbox, not the device)."""
         if self._running:

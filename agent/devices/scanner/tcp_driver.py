@@ -55,6 +55,10 @@ class TcpScanner:
         self._running = False
         self.pulse = Pulse(self.device_id)
 
+    def apply_scan(self, scan: ScanSection) -> None:
+        """Route later scans with `scan` (remote config); the link stays up."""
+        self._reporter.set_scan(scan)
+
     async def run(self) -> None:
         """Keep a link up until cancelled; re-raises only a sink failure (the outbox)."""
         if self._running:

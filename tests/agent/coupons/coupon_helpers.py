@@ -11,10 +11,11 @@ from typing import Any
 import aiohttp
 
 from agent.config import CouponSection
-from agent.coupons.business import BusinessConfigStore, ConfigPoller
+from agent.coupons.business import BusinessConfigStore
 from agent.coupons.flow import CouponFlow
 from agent.coupons.remote import CouponCloud
 from agent.outbox import Identity, Outbox
+from agent.remote_config.poller import ConfigPoller
 from agent.sync.client import Credentials, IngestClient
 from agent.sync.drain import DrainWorker
 from cloud.config import CloudConfig
