@@ -53,6 +53,9 @@ _U32: Final = 2**32 - 1
 MAX_COUPON_ID: Final = 2**63 - 1
 _NOT_B64URL = re.compile(r"[^A-Za-z0-9_-]")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+# An amount as typed by a person: digits, then optionally a point and decimals (no sign, no
+# exponent, no grouping); at most 12 digits before the point, far past any u32 value.
+_AMOUNT = re.compile(r"([0-9]{1,12})(?:\.([0-9]*))?")
 # ISO 4217 minor-unit exponents that are not 2 (the list's "Minor unit" column).
 _MINOR_EXPONENT: Final[Mapping[str, int]] = {
     **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG"), 0),
@@ -361,6 +364,23 @@ def format_value(value_minor: int, currency: str) -> str:
         return f"{value_minor} {currency}"
     major, minor = divmod(value_minor, 10**exponent)
     return f"{major}.{minor:0{exponent}d} {currency}"
+
+
+def parse_value(text: str, currency: str) -> int:
+    """The inverse of `format_value` for a typed amount: `"50"`, `"50.5"` CNY → 5000, 5050.
+
+    ValueError (saying why) for anything but digits with at most the currency's decimals.
+    """
+    exponent = _MINOR_EXPONENT.get(currency, 2)
+    match = _AMOUNT.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not an amount: {text[:32]!r}")
+    major: str = match.group(1)
+    decimals: str = match.group(2) or ""
+    if len(decimals) > exponent:
+        raise ValueError(f"{currency} has {exponent} decimals, not {len(decimals)}")
+    scale: int = 10**exponent
+    return int(major) * scale + int(decimals.ljust(exponent, "0") or "0")
 
 
 def _b64(data: bytes) -> str:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from cloud.console.coupon_adapter import StorageCoupons
 from cloud.console.coupons import CouponSource
 from cloud.console.evaluator import AlertEvaluator
 from cloud.console.keys import (
@@ -23,7 +24,7 @@ from cloud.console.render import STATIC_DIR, setup_templates
 from cloud.console.session import console_middleware
 from cloud.console.throttle import LoginThrottle
 from cloud.console.views import admin, alerts, auth, coupons, fleet, live, store
-from cloud.keys import CONFIG
+from cloud.keys import CONFIG, COUPON_STORAGE
 from cloud.storage import check_db_url, sqlite_path
 from cloud.storage.console import ConsoleStorage
 
@@ -31,12 +32,16 @@ PREFIX = "/console"
 
 
 def setup_console(app: web.Application, coupon_source: CouponSource | None = None) -> None:
-    """Mount the console on `app` (unless disabled in its config); `/` redirects to it."""
+    """Mount the console on `app` (unless disabled in its config); `/` redirects to it.
+
+    `coupon_source` None: the Coupons page reads the cloud's own coupon storage.
+    """
     settings = app[CONFIG].console
     if not settings.enabled:
         return
     app[CONSOLE_SETTINGS] = settings
-    app[COUPONS] = coupon_source
+    if coupon_source is not None:
+        app[COUPONS] = coupon_source
     app[PASSWORDS] = Passwords(settings)
     app[LOGIN_THROTTLE] = LoginThrottle(settings.login_max_failures, settings.login_window_s)
     # After the storage context: the console's tables live in the same database.
@@ -84,6 +89,9 @@ async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = LiveHub(storage, settings.live_poll_s)
     evaluator = AlertEvaluator(storage, settings)
     app[CONSOLE_STORAGE] = storage
+    if COUPONS not in app:
+        # The coupon storage opened in create_app's storage context, which runs before this.
+        app[COUPONS] = StorageCoupons(app[COUPON_STORAGE])
     app[LIVE_HUB] = hub
     app[EVALUATOR] = evaluator
     tasks = [

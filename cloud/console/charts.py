@@ -16,6 +16,11 @@ SPARK_WIDTH = 160
 SPARK_HEIGHT = 28
 
 
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+HOUR_TICK_EVERY = 3  # 24 hourly bars: a label every third keeps them from overlapping
+
+
 def hourly_bars(
     series: Sequence[tuple[str, dict[datetime, int]]],
     start: datetime,
@@ -26,12 +31,23 @@ def hourly_bars(
 
     Hour labels are `<text data-hour="ISO">` in UTC; console.js rewrites them to local time.
     """
-    slots = [start + timedelta(hours=i) for i in range(hours)]
-    totals = [sum(values.get(slot, 0) for _, values in series) for slot in slots]
+    return stacked_bars(series, start, hours, label, HOUR)
+
+
+def stacked_bars(
+    series: Sequence[tuple[str, dict[datetime, int]]],
+    start: datetime,
+    slots: int,
+    label: str,
+    step: timedelta,
+) -> Markup:
+    """Stacked bars, one per `step` (an hour or a UTC day) from `start`; see `hourly_bars`."""
+    times = [start + step * i for i in range(slots)]
+    totals = [sum(values.get(slot, 0) for _, values in series) for slot in times]
     peak = max(totals, default=0) or 1
     plot_w = WIDTH - PAD_LEFT
     plot_h = HEIGHT - PAD_BOTTOM - PAD_TOP
-    bar_w = plot_w / hours
+    bar_w = plot_w / slots
     parts: list[str] = []
     for fraction in (0.5, 1.0):
         y = PAD_TOP + plot_h * (1 - fraction)
@@ -40,7 +56,7 @@ def hourly_bars(
             f'<text class="axis" x="{PAD_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
             f"{round(peak * fraction)}</text>"
         )
-    for i, slot in enumerate(slots):
+    for i, slot in enumerate(times):
         x = PAD_LEFT + i * bar_w
         base: float = PAD_TOP + plot_h
         tips = []
@@ -60,16 +76,21 @@ def hourly_bars(
                 f' height="{plot_h}"><title>{escape(iso_utc(slot))}: {escape(", ".join(tips))}'
                 "</title></rect>"
             )
-        if i % 3 == 0:
-            parts.append(
-                f'<text class="axis" x="{x + bar_w / 2:.1f}" y="{HEIGHT - 8}" text-anchor="middle"'
-                f' data-hour="{iso_utc(slot)}">{slot:%H}:00</text>'
-            )
+        parts.append(_tick(i, slot, x + bar_w / 2, step))
     body = "".join(parts)
     return Markup(
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img"'
         f' aria-label="{escape(label)}" preserveAspectRatio="none">{body}</svg>'
     )
+
+
+def _tick(i: int, slot: datetime, x: float, step: timedelta) -> str:
+    where = f'class="axis" x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="middle"'
+    if step >= DAY:  # UTC days: the page says so, no local rewrite that would shift them
+        return f"<text {where}>{slot:%a %d}</text>"
+    if i % HOUR_TICK_EVERY:
+        return ""
+    return f'<text {where} data-hour="{iso_utc(slot)}">{slot:%H}:00</text>'
 
 
 def sparkline(points: Sequence[int], label: str) -> Markup:

@@ -1,15 +1,17 @@
 """What the Coupons page needs from coupon storage, as a small interface of its own.
 
-The coupon storage (campaigns, coupons, reservations, conflicts) is built elsewhere; the
-console reads it only through `CouponSource`, so wiring it is one adapter. Without one the
-page says how to enable it and still shows redemptions counted from the event log.
+The console reads campaigns, conflicts and issues coupons only through `CouponSource`;
+`cloud.console.coupon_adapter.StorageCoupons` is the one over the cloud's `CouponStorage`.
+Redemptions over time come from the console's own hourly roll-up of the event log.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 import segno
+
+from cloud.coupon_models import IssueRequest
 
 # A QR for a phone screen or a printed voucher: error correction M survives a cracked screen
 # (ISO/IEC 18004 §6.5.1, ~15 % of codewords) and the 4-module quiet zone is the minimum (§6.3.8).
@@ -21,15 +23,42 @@ MAX_ISSUE = 100  # coupons per click: one page of QR codes
 
 @dataclass(frozen=True, slots=True)
 class CampaignSummary:
-    """One campaign as the page lists it."""
+    """One campaign and its totals as the page lists it; values in the currency's minor units."""
 
     campaign_id: int
     name: str
+    currency: str
+    max_offline_value: int
     valid_from: datetime
     valid_to: datetime
+    stores: int | None  # stores in its scope; None: every store
     issued: int
-    redeemed: int
+    redeemed: int  # distinct coupons redeemed
+    redemptions: int  # redemption records synced, conflicting ones included
+    value_redeemed: int
+    offline_redemptions: int
+    reserved_online: int
     conflicts: int
+    rejected: dict[str, int] = field(default_factory=dict)  # by reason
+    top_stores: tuple[tuple[str, int], ...] = ()  # (store, redemptions), busiest first
+
+    def state(self, now: datetime) -> str:
+        """`upcoming`, `running` or `ended`: whether coupons can be issued and redeemed now."""
+        if now < self.valid_from:
+            return "upcoming"
+        return "running" if now < self.valid_to else "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictRedemption:
+    """One of the redemptions of a conflicting coupon: where, when and how."""
+
+    store_id: str
+    agent_id: str
+    mode: str  # online | offline
+    occurred_at: datetime
+    received_at: datetime
+    staff_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +68,12 @@ class CouponConflict:
     coupon_id: int
     campaign_id: int
     detected_at: datetime
-    stores: tuple[str, ...]
+    redemptions: tuple[ConflictRedemption, ...]
+
+    @property
+    def stores(self) -> list[str]:
+        """Every store that redeemed it, sorted."""
+        return sorted({r.store_id for r in self.redemptions})
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,22 +82,23 @@ class IssuedCoupon:
 
     coupon_id: int
     token: str
+    value_minor: int
+    single_use: bool
+    valid_to: datetime
+    stores: tuple[str, ...] | None
 
 
 class CouponSource(Protocol):
     """The coupon storage as the console uses it."""
 
     async def list_campaigns(self) -> list[CampaignSummary]:
-        """Every campaign, newest first."""
+        """Every campaign with its totals, newest first."""
 
-    async def list_conflicts(self, limit: int) -> list[CouponConflict]:
+    async def recent_conflicts(self, limit: int) -> list[CouponConflict]:
         """The latest conflicts, newest first."""
 
-    async def issue(self, campaign_id: int, count: int) -> list[IssuedCoupon]:
-        """Sign and store `count` coupons; NotFound for an unknown campaign."""
-
-    async def config_version(self, store_id: str) -> str | None:
-        """The version of the business config the cloud publishes for this store, if any."""
+    async def issue(self, campaign_id: int, request: IssueRequest) -> list[IssuedCoupon]:
+        """Sign and store coupons; NotFound for an unknown campaign, BadRequest for a bad ask."""
 
 
 def qr_svg(token: str) -> str:

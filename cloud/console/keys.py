@@ -27,6 +27,5 @@ LIVE_HUB = web.AppKey("live_hub", LiveHub)
 EVALUATOR = web.AppKey("evaluator", AlertEvaluator)
 PASSWORDS = web.AppKey("passwords", Passwords)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
-# None: no coupon storage wired in; the Coupons page says how to enable it.
-COUPONS: web.AppKey[CouponSource | None] = web.AppKey("coupons")
+COUPONS = web.AppKey("coupons", CouponSource)
 PRINCIPAL = web.RequestKey("principal", Principal)

@@ -14,6 +14,7 @@ from cloud.console import fmt
 from cloud.console.keys import CONSOLE_SETTINGS, PRINCIPAL
 from cloud.console.roles import can
 from cloud.console.rules import RULES
+from protocol.coupons import format_value
 
 STATIC_DIR = files("cloud.console") / "static"
 
@@ -41,7 +42,12 @@ def setup_templates(app: web.Application) -> None:
         lstrip_blocks=True,
     )
     env.filters.update(
-        time=fmt.time_tag, age=fmt.age, num=fmt.num, lamp=fmt.lamp_tag, device=fmt.device_state_tag
+        time=fmt.time_tag,
+        age=fmt.age,
+        num=fmt.num,
+        lamp=fmt.lamp_tag,
+        device=fmt.device_state_tag,
+        money=format_value,
     )
     env.globals.update(rules=RULES, static_version=STATIC_VERSION, lamp_text=fmt.LAMP_TEXT)
 

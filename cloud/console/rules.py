@@ -49,6 +49,14 @@ RULES: dict[str, RuleInfo] = {
         "Too many scans in the window were not products, coupons or badges: staff may be "
         "scanning the wrong code, or the scanner's suffix or symbology settings are off.",
     ),
+    "config_refused": RuleInfo(
+        "Config refused",
+        "warning",
+        "store",
+        "The agent refused the business config the cloud sent it (a device its agent.toml "
+        "lacks, scan rules that clash…) and keeps running on its last good one; the store "
+        "page says why.",
+    ),
     "dead_letters": RuleInfo(
         "Dead-letter events",
         "critical",

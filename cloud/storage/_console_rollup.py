@@ -28,6 +28,7 @@ REFRESH_CHUNK = 2000
 # Unrecognised scans kept per device for the diagnostics table.
 EXAMPLES_PER_DEVICE = 5
 _EXAMPLE_TEXT_LEN = 200
+_REFUSAL_TEXT_LEN = 300
 
 
 def meta_get(conn: sqlite3.Connection, key: str, default: int = 0) -> int:
@@ -110,6 +111,7 @@ def _refresh_store(conn: sqlite3.Connection, store_id: str, now_us: int) -> None
     oldest: int | None = None
     version = ""
     offset: float | None = None
+    refused: str | None = None
     devices: dict[str, tuple[Any, ...]] = {}
     for agent_id, enrolled_at, hb_at, agent_backlog, age_s, raw in agents:
         agent_seen = hb_at if hb_at is not None else enrolled_at
@@ -120,6 +122,7 @@ def _refresh_store(conn: sqlite3.Connection, store_id: str, now_us: int) -> None
             continue
         body = _loads(raw)
         dead += _int(body.get("dead_letters"))
+        refused = refused or _refusal(body.get("config_error"))
         if age_s is not None and agent_backlog:
             since = hb_at - int(float(age_s) * US)
             oldest = since if oldest is None else min(oldest, since)
@@ -142,14 +145,16 @@ def _refresh_store(conn: sqlite3.Connection, store_id: str, now_us: int) -> None
     faults = sum(1 for d in devices.values() if d[4] != "online")
     conn.execute(
         "INSERT INTO console_fleet (store_id, agents, last_seen_at, backlog_events,"
-        " oldest_unsynced_at, device_faults, dead_letters, version, clock_offset_s)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store_id) DO UPDATE SET"
+        " oldest_unsynced_at, device_faults, dead_letters, version, clock_offset_s,"
+        " config_refused) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (store_id) DO UPDATE SET"
         " agents = excluded.agents, last_seen_at = excluded.last_seen_at,"
         " backlog_events = excluded.backlog_events,"
         " oldest_unsynced_at = excluded.oldest_unsynced_at,"
         " device_faults = excluded.device_faults, dead_letters = excluded.dead_letters,"
-        " version = excluded.version, clock_offset_s = excluded.clock_offset_s",
-        (store_id, len(agents), seen, backlog, oldest, faults, dead, version, offset),
+        " version = excluded.version, clock_offset_s = excluded.clock_offset_s,"
+        " config_refused = excluded.config_refused",
+        (store_id, len(agents), seen, backlog, oldest, faults, dead, version, offset, refused),
     )
     conn.execute("DELETE FROM console_devices WHERE store_id = ?", (store_id,))
     conn.executemany(
@@ -165,6 +170,16 @@ def _loads(raw: str) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _refusal(error: Any) -> str | None:
+    """The heartbeat's `config_error` (protocol.settings.ConfigRefusal) in words, or None."""
+    if not isinstance(error, dict):
+        return None
+    version = error.get("settings_version")
+    what = f"settings v{version}" if isinstance(version, int) else "a config"
+    reason = error.get("reason") or "no reason given"
+    return f"{what}: {reason!s}"[:_REFUSAL_TEXT_LEN]
 
 
 def _int(value: Any) -> int:
@@ -359,6 +374,11 @@ RULES_SQL: dict[str, RuleSql] = {
             f"{row[2]} of {row[3]} scans unrecognised ({row[2] / row[3]:.0%},"
             f" threshold {t.unrecognised_ratio:.0%})"
         ),
+    ),
+    "config_refused": RuleSql(
+        "SELECT store_id, '', config_refused FROM console_fleet WHERE config_refused IS NOT NULL",
+        lambda t, now: (),
+        lambda row, t: f"The agent refused {row[2]}",
     ),
     "dead_letters": RuleSql(
         "SELECT store_id, '', dead_letters FROM console_fleet WHERE dead_letters > 0",

@@ -156,6 +156,12 @@ CONSOLE_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS console_agents_revoked ON agents(revoked_at)
         WHERE revoked_at IS NOT NULL;
     """,
+    # 2: what an agent's latest heartbeat says it refused (the "config refused" rule).
+    """
+    ALTER TABLE console_fleet ADD COLUMN config_refused TEXT;
+    CREATE INDEX console_fleet_config_refused ON console_fleet(store_id)
+        WHERE config_refused IS NOT NULL;
+    """,
 )
 
 

@@ -154,16 +154,20 @@ def campaign_stats(conn: sqlite3.Connection, campaign_id: int) -> CampaignStats 
 
 
 def conflicts_page(
-    conn: sqlite3.Connection, campaign_id: int | None, after: int | None, limit: int
+    conn: sqlite3.Connection,
+    campaign_id: int | None,
+    after: int | None,
+    limit: int,
+    newest_first: bool = False,
 ) -> list[ConflictRecord]:
-    """Conflicts in cursor order, each with all its redemptions (oldest first)."""
+    """Conflicts in cursor order (or reversed), each with all its redemptions, oldest first."""
     where, params = ["id > ?"], [after or 0]
     if campaign_id is not None:
         where.append("campaign_id = ?")
         params.append(campaign_id)
     rows = conn.execute(
         "SELECT id, coupon_id, campaign_id, detected_at, updated_at FROM coupon_conflicts"
-        f" WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+        f" WHERE {' AND '.join(where)} ORDER BY id {'DESC' if newest_first else ''} LIMIT ?",
         (*params, limit),
     ).fetchall()
     out = []

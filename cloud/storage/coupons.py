@@ -92,6 +92,9 @@ class CouponStorage(Protocol):
     ) -> list[ConflictRecord]:
         """Up to `limit` conflicts with cursor > `after`, oldest first."""
 
+    async def recent_conflicts(self, limit: int) -> list[ConflictRecord]:
+        """The `limit` latest conflicts (highest cursor), newest first, for the console."""
+
 
 def coupon_storage_for(storage: Storage) -> CouponStorage:
     """The coupon storage living in the same database as `storage` (same connection/pool)."""

@@ -295,6 +295,12 @@ class SqliteCouponStorage:
         """A page of conflicts with every redemption of each."""
         return await self._thread.run(lambda conn: conflicts_page(conn, campaign_id, after, limit))
 
+    async def recent_conflicts(self, limit: int) -> list[ConflictRecord]:
+        """The latest conflicts, read backwards on the primary key."""
+        return await self._thread.run(
+            lambda conn: conflicts_page(conn, None, None, limit, newest_first=True)
+        )
+
 
 def _reconcile_redemption(
     conn: sqlite3.Connection, agent: AgentIdentity, r: RedemptionRecord, now_us: int

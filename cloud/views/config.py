@@ -1,13 +1,12 @@
 """Remote-config admin API (bearer admin token): fleet and store documents, versions, reports."""
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
 from aiohttp import web
 from pydantic import Field
 
-from cloud.coupons import business_config
+from cloud.config_status import AgentConfigStatus, store_config_status
 from cloud.errors import BadRequest, NotFound
 from cloud.keys import COUPON_STORAGE, SETTINGS_STORAGE, STORAGE
 from cloud.responses import iso, json_response
@@ -18,7 +17,7 @@ from cloud.settings import (
     set_fleet_config,
     set_store_config,
 )
-from cloud.storage.settings import AgentConfigState, ConfigVersion
+from cloud.storage.settings import ConfigVersion
 from cloud.views._body import read_model
 from cloud.views.admin import MAX_CURSOR, admin_only
 from cloud.views.admin import _id as id_arg
@@ -115,16 +114,14 @@ async def get_version(request: web.Request) -> web.Response:
 
 async def store_config(app: web.Application, store_id: str, full: bool = False) -> dict[str, Any]:
     """The console's view of a store's config: desired vs what each agent applied or refused."""
-    storage = app[SETTINGS_STORAGE]
-    effective = await effective_settings(storage, store_id)
-    desired = await business_config(app[COUPON_STORAGE], store_id, datetime.now(UTC), effective)
-    agents = [_report(r, desired.version) for r in await storage.config_reports(store_id)]
+    status = await store_config_status(app[SETTINGS_STORAGE], app[COUPON_STORAGE], store_id)
     view: dict[str, Any] = {
-        "settings_version": effective.version,
-        "config_hash": desired.version,
-        "agents": agents,
+        "settings_version": status.settings_version,
+        "config_hash": status.config_hash,
+        "agents": [_report(a) for a in status.agents],
     }
     if full:
+        effective = status.settings
         view.update(
             store_id=store_id,
             fleet=version_json(effective.fleet),
@@ -149,18 +146,15 @@ def version_json(version: ConfigVersion | None) -> dict[str, Any] | None:
     }
 
 
-def _report(state: AgentConfigState, desired_hash: str) -> dict[str, Any]:
-    refusal = state.refusal
+def _report(status: AgentConfigStatus) -> dict[str, Any]:
+    refusal = status.last_refusal
     return {
-        "agent_id": state.agent_id,
-        "changed_at": iso(state.changed_at),
-        "applied_version": state.applied_version,
-        "applied_hash": state.applied_hash,
-        "in_sync": state.applied_hash == desired_hash,
-        # Refusing what it is meant to run now (rather than an older, since-replaced one).
-        "refusing": refusal is not None
-        and refusal.config_hash == desired_hash
-        and state.applied_hash != desired_hash,
+        "agent_id": status.agent_id,
+        "changed_at": iso(status.changed_at),
+        "applied_version": status.applied_version,
+        "applied_hash": status.applied_hash,
+        "in_sync": status.in_sync,
+        "refusing": status.refusing,
         "last_refusal": refusal.model_dump(mode="json") if refusal is not None else None,
     }
 

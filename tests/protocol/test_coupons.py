@@ -28,6 +28,7 @@ from protocol.coupons import (
     encode_public_key,
     encode_token,
     format_value,
+    parse_value,
     parse_token,
     store_tag,
     store_tags,
@@ -248,3 +249,24 @@ def test_value_text_uses_the_currency_exponent() -> None:
     assert format_value(5000, "JPY") == "5000 JPY"
     assert format_value(1234, "KWD") == "1.234 KWD"
     assert format_value(5, "EUR") == "0.05 EUR"
+
+
+@pytest.mark.parametrize(
+    ("text", "currency", "minor"),
+    [("50", "CNY", 5000), ("50.5", "CNY", 5050), (" 0.05 ", "EUR", 5), ("50.", "CNY", 5000),
+     ("5000", "JPY", 5000), ("1.234", "KWD", 1234), ("1.2", "KWD", 1200), ("0", "EUR", 0)],
+)  # fmt: skip
+def test_a_typed_amount_becomes_minor_units(text: str, currency: str, minor: int) -> None:
+    assert parse_value(text, currency) == minor
+    assert parse_value(format_value(minor, currency).split()[0], currency) == minor
+
+
+@pytest.mark.parametrize(
+    ("text", "currency", "why"),
+    [("5.001", "EUR", "EUR has 2 decimals, not 3"), ("5.5", "JPY", "JPY has 0 decimals"),
+     ("-5", "EUR", "not an amount"), ("5,00", "EUR", "not an amount"), ("", "EUR", "not an amount"),
+     ("1e3", "EUR", "not an amount"), ("9" * 13, "EUR", "not an amount")],
+)  # fmt: skip
+def test_a_bad_amount_says_why(text: str, currency: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        parse_value(text, currency)

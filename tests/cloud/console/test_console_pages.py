@@ -4,7 +4,6 @@ import asyncio
 import html
 import re
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -14,11 +13,8 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from cloud.app import create_app
 from cloud.config import CloudConfig
-from cloud.console.coupons import CampaignSummary, CouponConflict, IssuedCoupon
-from cloud.console.keys import COUPONS, LIVE_HUB
-from cloud.errors import NotFound
-from cloud.keys import COUNTERS, STORAGE
-from cloud.storage.base import AgentIdentity, EventRow
+from cloud.console.keys import LIVE_HUB
+from cloud.keys import COUNTERS
 from console.console_helpers import (
     PRINTER_PAPER_OUT,
     SCANNER_OFFLINE,
@@ -29,7 +25,6 @@ from console.console_helpers import (
     login,
     tick,
 )
-from protocol.ids import uuid7_str
 
 
 async def viewer(client: Client, role: str = "viewer") -> str:
@@ -177,118 +172,6 @@ async def test_alerts_page_filters_and_an_engineer_acknowledges(client: Client) 
     assert "store-b" in resolved
     bad = await client.get("/console/alerts?rule=nope")
     assert bad.status == 400
-
-
-async def test_coupons_page_without_coupon_storage_says_so(client: Client) -> None:
-    csrf = await viewer(client, "admin")
-    page = await (await client.get("/console/coupons")).text()
-    assert "Coupon storage is not enabled on this cloud" in page
-    refused = await client.post(
-        "/console/coupons/issue", data={"_csrf": csrf, "campaign_id": "1", "count": "1"}
-    )
-    assert refused.status == 400
-
-
-async def test_coupon_redemptions_per_store_come_from_the_event_log(client: Client) -> None:
-    await viewer(client)
-    agent = await enroll_agent(client, "store-a")
-    empty = await (await client.get("/console/coupons")).text()
-    assert "No store has synced a coupon redemption" in empty
-    # coupon.redeemed is not a kind of this protocol version yet, so the ingest API would
-    # reject it; store two the way ingest stores any event.
-    now = datetime.now(UTC)
-    rows = [
-        EventRow(uuid7_str(), i + 1, "pos-1", "coupon.redeemed", now,
-                 orjson.dumps({"kind": "coupon.redeemed", "payload": {"coupon_id": 5 + i}}))
-        for i in range(2)
-    ]  # fmt: skip
-    await client.app[STORAGE].ingest(AgentIdentity(agent.agent_id, "store-a"), rows, now)
-    await tick(client)
-    page = await (await client.get("/console/coupons")).text()
-    row = re.search(r'<a href="/console/stores/store-a">store-a</a></th><td[^>]*>(\d+)</td>', page)
-    assert row, page
-    assert row.group(1) == "2"
-    assert 'aria-label="store-a: 2 redemptions over 7 days"' in page
-    store = await (await client.get("/console/stores/store-a")).text()
-    assert "coupon_id 6" in store
-
-
-class MemoryCoupons:
-    """A CouponSource in memory: the boundary the console owns, for its own tests."""
-
-    def __init__(self) -> None:
-        self.issued: list[IssuedCoupon] = []
-        now = datetime.now(UTC)
-        self.campaign = CampaignSummary(
-            7, "Spring <sale>", now, now + timedelta(days=7), 100, 40, 2
-        )
-
-    async def list_campaigns(self) -> list[CampaignSummary]:
-        return [self.campaign]
-
-    async def list_conflicts(self, limit: int) -> list[CouponConflict]:
-        return [CouponConflict(991, 7, datetime.now(UTC), ("store-a", "store-b"))]
-
-    async def issue(self, campaign_id: int, count: int) -> list[IssuedCoupon]:
-        if campaign_id != 7:
-            raise NotFound(f"unknown campaign {campaign_id}")
-        new = [IssuedCoupon(1000 + i, f"SE1-token-{i}") for i in range(count)]
-        self.issued += new
-        return new
-
-    async def config_version(self, store_id: str) -> str | None:
-        return "cfg-42"
-
-
-@pytest.fixture
-async def coupon_client(
-    aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient, config: CloudConfig
-) -> Client:
-    from aiohttp import CookieJar
-
-    app = create_app(config)
-    app[COUPONS] = MemoryCoupons()
-    server = await aiohttp_server(app)
-    jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
-    client: Client = await aiohttp_client(server, cookie_jar=jar)  # type: ignore[assignment]
-    return client
-
-
-async def test_coupons_page_lists_campaigns_conflicts_and_issues_with_qr(
-    coupon_client: Client,
-) -> None:
-    csrf = await viewer(coupon_client, "admin")
-    page = await (await coupon_client.get("/console/coupons")).text()
-    assert "Spring &lt;sale&gt;" in page
-    assert "#991" in page
-    issued = await coupon_client.post(
-        "/console/coupons/issue", data={"_csrf": csrf, "campaign_id": "7", "count": "3"}
-    )
-    shown = await issued.text()
-    assert issued.status == 200
-    assert shown.count('<svg width="116" height="116" class="segno">') == 3
-    assert "SE1-token-2" in shown
-    assert len(coupon_client.app[COUPONS].issued) == 3  # type: ignore[union-attr]
-    too_many = await coupon_client.post(
-        "/console/coupons/issue", data={"_csrf": csrf, "campaign_id": "7", "count": "5000"}
-    )
-    assert too_many.status == 400
-    unknown = await coupon_client.post(
-        "/console/coupons/issue", data={"_csrf": csrf, "campaign_id": "8", "count": "1"}
-    )
-    assert unknown.status == 404
-    audit = await (await coupon_client.get("/console/audit")).text()
-    assert "coupons_issue" in audit
-
-
-async def test_only_admins_issue_coupons(coupon_client: Client) -> None:
-    csrf = await viewer(coupon_client, "engineer")
-    page = await (await coupon_client.get("/console/coupons")).text()
-    assert "Issue with QR" not in page
-    refused = await coupon_client.post(
-        "/console/coupons/issue", data={"_csrf": csrf, "campaign_id": "7", "count": "1"}
-    )
-    assert refused.status == 403
 
 
 async def read_sse(response: ClientResponse, want: str, timeout: float = 5.0) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
+from cloud.console.rules import RULES as RULE_INFO
 from cloud.errors import UsageError
+from cloud.storage._console_rollup import RULES_SQL
 from cloud.storage.base import AgentIdentity, EventRow, HeartbeatRecord
 from cloud.storage.console import (
     AlertQuery,
@@ -30,6 +32,8 @@ RULES = AlertThresholds(
 )  # fmt: skip
 SCANNER = {"device_id": "scanner-front", "kind": "scanner", "state": "online",
            "condition": "connected"}  # fmt: skip
+REFUSAL = {"settings_version": 7, "config_hash": "ab" * 16, "at": NOW.isoformat(),
+           "reason": "devices.scanner-9: no such device on this box"}  # fmt: skip
 
 
 DB = tuple[SqliteStorage, SqliteConsoleStorage]
@@ -70,9 +74,11 @@ async def beat(
     age: float | None = None,
     devices: list[dict[str, str]] | None = None,
     dead: int = 0,
+    config_error: dict[str, Any] | None = None,
 ) -> None:
     body = {"version": "1.2.3", "clock_offset_s": -0.25, "dead_letters": dead,
-            "devices": devices if devices is not None else [SCANNER]}  # fmt: skip
+            "devices": devices if devices is not None else [SCANNER],
+            "config_error": config_error}  # fmt: skip
     await storage.record_heartbeat(agent.agent_id, HeartbeatRecord(at, backlog, age, body))
 
 
@@ -227,6 +233,7 @@ async def test_alert_lifecycle_open_acknowledged_resolved_and_reopened(db: DB) -
          "scanner_disconnected"),
         ({}, (6, 4), "unrecognised_scans"),
         ({"dead": 3}, (0, 0), "dead_letters"),
+        ({"config_error": REFUSAL}, (0, 0), "config_refused"),
     ],
 )  # fmt: skip
 async def test_each_rule_fires_on_its_condition_only(
@@ -241,6 +248,40 @@ async def test_each_rule_fires_on_its_condition_only(
     await console.evaluate_alerts(RULES, NOW)
     alerts, _ = await console.list_alerts(AlertQuery())
     assert [a.rule for a in alerts] == [rule]
+
+
+def test_every_rule_the_backend_evaluates_is_explained_on_the_alerts_page() -> None:
+    assert set(RULES_SQL) == set(RULE_INFO)
+
+
+async def test_a_refused_config_opens_an_alert_that_resolves_when_the_agent_applies_one(
+    db: DB,
+) -> None:
+    storage, console = db
+    agent = await enroll(storage, "store-a")
+    healthy = await enroll(storage, "store-b")
+    await beat(storage, healthy)
+    await beat(storage, agent, config_error=REFUSAL)
+    await console.refresh_fleet(NOW)
+    assert (await console.evaluate_alerts(RULES, NOW)).opened == 1
+    alerts, _ = await console.list_alerts(AlertQuery(rule="config_refused"))
+    assert [(a.store_id, a.device_id, a.state) for a in alerts] == [("store-a", "", "open")]
+    assert alerts[0].summary == (
+        "The agent refused settings v7: devices.scanner-9: no such device on this box"
+    )
+    # Heartbeats that keep reporting the refusal keep the one alert open.
+    later = NOW + timedelta(seconds=30)
+    await beat(storage, agent, at=later, config_error=REFUSAL)
+    await console.refresh_fleet(later)
+    assert (await console.evaluate_alerts(RULES, later)).opened == 0
+    # The agent applied a fixed config: its heartbeat carries no refusal any more.
+    healed = later + timedelta(seconds=30)
+    await beat(storage, agent, at=healed)
+    await console.refresh_fleet(healed)
+    assert (await console.evaluate_alerts(RULES, healed)).resolved == 1
+    assert (await console.list_alerts(AlertQuery(rule="config_refused")))[1] == 0
+    resolved, _ = await console.list_alerts(AlertQuery("resolved", rule="config_refused"))
+    assert [a.store_id for a in resolved] == ["store-a"]
 
 
 async def test_unrecognised_ratio_needs_enough_scans_and_a_high_share(db: DB) -> None:
