@@ -21,6 +21,7 @@ from agent.config import (
     CouponSection,
     MirrorConfig,
     SerialScannerConfig,
+    StatusPageSection,
     TcpPrinterConfig,
 )
 from agent.credentials import enroll, save_credentials
@@ -38,6 +39,11 @@ from hardware.emulators.printer import PrinterEmulator
 from hardware.emulators.scanner import PtyScanner, realistic_scans
 
 STORE_ID = "store-demo-001"
+# A second store on the same campaign: redeeming while the cloud is out, it sometimes takes a
+# coupon the first store already used, and the console shows the conflict once both sync.
+NEIGHBOUR_ID = "store-demo-002"
+NEIGHBOUR_COUPON_EVERY_S = 9.0
+NEIGHBOUR_REPLAY_SHARE = 0.5  # of its redemptions during an outage
 # A cloud outage every OUTAGE_EVERY_S, lasting OUTAGE_S: long enough to see the backlog grow
 # and drain, short enough to watch a few cycles.
 OUTAGE_EVERY_S = 60.0
@@ -143,8 +149,12 @@ async def run_demo(options: DemoOptions) -> int:
     code = await cloud.enroll_code(STORE_ID)
     credentials = await enroll(cloud.url, code)
     save_credentials(state_dir, credentials)
+    neighbour_code = await cloud.enroll_code(NEIGHBOUR_ID)
+    neighbour_credentials = await enroll(cloud.url, neighbour_code)
+    save_credentials(workdir / "neighbour-state", neighbour_credentials)
     campaign_id, tokens = await cloud.coupon_tokens()
     scanner = PtyScanner(workdir / "scanner")
+    neighbour_scanner = PtyScanner(workdir / "neighbour-scanner")
     printer = PrinterEmulator()
     printer_port = await printer.start_tcp()
     # mDNS stays on loopback: the demo must not announce anything on the store's real LAN.
@@ -169,6 +179,16 @@ async def run_demo(options: DemoOptions) -> int:
             ),
         ],
     )  # fmt: skip
+    neighbour_config = AgentConfig(
+        agent=AgentSection(state_dir=workdir / "neighbour-state", log_level="WARNING"),
+        cloud=config.cloud,
+        coupons=CouponSection(config_poll_interval_s=10),
+        status_page=StatusPageSection(enabled=False),  # one box, one status page: the first's
+        devices=[
+            SerialScannerConfig(id="scanner-till", kind="scanner", transport="serial",
+                                port=str(neighbour_scanner.link)),
+        ],
+    )  # fmt: skip
     _print_banner(
         cloud, credentials.agent_id, scanner.link, workdir, options, campaign_id, console_password
     )
@@ -178,10 +198,13 @@ async def run_demo(options: DemoOptions) -> int:
         loop.add_signal_handler(signum, stop.set)
     runtime = AgentRuntime(config, credentials)
     agent = asyncio.create_task(runtime.run(stop))
+    neighbour = asyncio.create_task(AgentRuntime(neighbour_config, neighbour_credentials).run(stop))
     await runtime.started.wait()
+    used: list[str] = []
     helpers = [
         asyncio.create_task(_traffic(scanner, options.scans_per_s)),
-        asyncio.create_task(_coupon_traffic(scanner, tokens)),
+        asyncio.create_task(_coupon_traffic(scanner, tokens, used)),
+        asyncio.create_task(_neighbour_coupons(neighbour_scanner, tokens, used, cloud)),
         asyncio.create_task(shopper_traffic(mirror, random.Random(), pace_s=3.0)),
         asyncio.create_task(_receipts(runtime)),
         asyncio.create_task(_outages(cloud, options)),
@@ -194,8 +217,10 @@ async def run_demo(options: DemoOptions) -> int:
         task.cancel()
     await asyncio.gather(*helpers, return_exceptions=True)
     await agent
+    await neighbour
     await cloud.stop()
     scanner.close()
+    neighbour_scanner.close()
     await mirror.close()
     await zeroconf.async_close()
     await printer.close()
@@ -213,9 +238,8 @@ async def _traffic(scanner: PtyScanner, per_second: float) -> None:
             await asyncio.to_thread(scanner.scan, next(scans))
 
 
-async def _coupon_traffic(scanner: PtyScanner, tokens: list[str]) -> None:
+async def _coupon_traffic(scanner: PtyScanner, tokens: list[str], used: list[str]) -> None:
     """Shoppers presenting coupons at the till scanner, online or not; some twice."""
-    used: list[str] = []
     rng = random.Random()
     while tokens:
         await asyncio.sleep(rng.expovariate(1 / COUPON_EVERY_S))
@@ -226,6 +250,21 @@ async def _coupon_traffic(scanner: PtyScanner, tokens: list[str]) -> None:
         else:
             text = tokens.pop()
             used.append(text)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(scanner.scan, text)
+
+
+async def _neighbour_coupons(
+    scanner: PtyScanner, tokens: list[str], used: list[str], cloud: "DemoCloud"
+) -> None:
+    """The second store's till: fresh coupons, and while the cloud is out, some already used."""
+    rng = random.Random()
+    while tokens or used:
+        await asyncio.sleep(rng.expovariate(1 / NEIGHBOUR_COUPON_EVERY_S))
+        if used and (not tokens or (not cloud.up and rng.random() < NEIGHBOUR_REPLAY_SHARE)):
+            text = rng.choice(used)  # redeemed offline here too: a conflict once both sync
+        else:
+            text = tokens.pop()
         with contextlib.suppress(Exception):
             await asyncio.to_thread(scanner.scan, text)
 
@@ -302,7 +341,7 @@ def _print_banner(
   console      {cloud.url}/console/  login {CONSOLE_USER} / {console_password}
   cloud        {cloud.url}  (SQLite at {workdir / "cloud.db"})
   admin token  {token}
-  store        {STORE_ID}, agent {agent_id}
+  store        {STORE_ID}, agent {agent_id}; and {NEIGHBOUR_ID}, a till scanner on the same campaign
   devices      scanner on a pty at {link}; ESC/POS printer on TCP; mirror found over mDNS
   logs         {workdir / "demo.log"}
   outage       the cloud goes down every {options.outage_every_s:.0f}s for {options.outage_s:.0f}s

@@ -6,6 +6,8 @@ from typing import Any
 
 import orjson
 
+from protocol.coupons import format_value
+
 MAX_TEXT = 160
 
 
@@ -24,6 +26,22 @@ def _status(p: dict[str, Any]) -> str:
     return text + (f" — {p['detail']}" if p.get("detail") else "")
 
 
+def _redeemed(p: dict[str, Any]) -> str:
+    value = format_value(int(p["value_minor"]), str(p["currency"]))
+    text = f"coupon_id {p['coupon_id']} · campaign {p['campaign_id']} · {value}"
+    text += f" · {p['reservation']}"
+    return text + (f" · staff {p['staff_id']}" if p.get("staff_id") else "")
+
+
+def _rejected(p: dict[str, Any]) -> str:
+    text = str(p.get("reason", "?")).replace("_", " ")
+    if p.get("coupon_id") is not None:
+        text += f" · coupon_id {p['coupon_id']}"
+    if p.get("other_store_id"):
+        text += f" (held by {p['other_store_id']})"
+    return text
+
+
 def _keys(*names: str) -> Callable[[dict[str, Any]], str]:
     def describe(p: dict[str, Any]) -> str:
         return " · ".join(f"{n} {p[n]}" for n in names if p.get(n) not in (None, ""))
@@ -39,8 +57,8 @@ DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
     "mirror.session": _keys("session_id", "phase", "staff_id"),
     "mirror.tryon": _keys("session_id", "item_code"),
     "mirror.coupon_claimed": _keys("session_id", "campaign_hint"),
-    "coupon.redeemed": _keys("coupon_id", "campaign_id", "mode", "staff_id"),
-    "coupon.rejected": _keys("coupon_id", "reason"),
+    "coupon.redeemed": _redeemed,
+    "coupon.rejected": _rejected,
 }
 
 

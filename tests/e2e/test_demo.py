@@ -27,6 +27,9 @@ def test_demo_runs_through_an_outage_and_syncs_what_it_captured(tmp_path: Path) 
         kinds = dict(db.execute("SELECT kind, count(*) FROM events GROUP BY kind").fetchall())
     assert kinds.get("scan", 0) > 0, kinds
     assert kinds.get("device.status", 0) > 0, kinds
+    with sqlite3.connect(tmp_path / "cloud.db") as db:
+        stores = {row[0] for row in db.execute("SELECT DISTINCT store_id FROM events")}
+    assert stores == {"store-demo-001", "store-demo-002"}  # the neighbour store syncs too
 
 
 def test_demo_on_a_busy_port_says_how_to_choose_another(tmp_path: Path) -> None:

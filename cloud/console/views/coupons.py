@@ -40,18 +40,20 @@ async def get_coupons(request: web.Request) -> web.StreamResponse:
 async def post_issue(request: web.Request) -> web.StreamResponse:
     """Issue coupons of a campaign and show them with their QR codes; the form again if refused."""
     form = await request.post()
-    context = await _context(request, DEFAULT_RANGE)
+    coupons = request.config_dict[COUPONS]
     try:
-        campaign, ask = _issue_request(form, context["campaigns"])
-        issued = await request.config_dict[COUPONS].issue(campaign.campaign_id, ask)
+        campaign, ask = _issue_request(form, await coupons.list_campaigns())
+        issued = await coupons.issue(campaign.campaign_id, ask)
     except BadRequest as exc:
         request.config_dict[COUNTERS].bad_requests[exc.key] += 1
+        context = await _context(request, DEFAULT_RANGE)
         context.update(issue_error=exc.reason, form=_sticky(form))
         return render(request, "coupons.html", context, status=400)
     value = format_value(ask.value, campaign.currency)
     scope = f", stores {', '.join(ask.stores)}" if ask.stores else ""
     await audit(request, "coupons_issue", f"campaign {campaign.campaign_id}",
                 f"{len(issued)} coupons of {value}{scope}")  # fmt: skip
+    context = await _context(request, DEFAULT_RANGE)  # the totals now count them
     context.update(
         issued=[{"coupon": c, "qr": qr_svg(c.token)} for c in issued],
         issued_campaign=campaign,
@@ -121,7 +123,8 @@ async def _redemptions(request: web.Request, now: datetime, chosen: str) -> dict
         "coupon.redeemed", start, SERIES_STORES
     )
     span = "the last 24 hours" if step < DAY else f"the last {slots} days"
-    rows, stacked = [], []
+    rows: list[dict[str, Any]] = []
+    stacked: list[tuple[str, dict[datetime, int]]] = []
     for i, s in enumerate(series):
         buckets: dict[datetime, int] = {}
         for hour, count in s.points:
@@ -134,7 +137,7 @@ async def _redemptions(request: web.Request, now: datetime, chosen: str) -> dict
         label = f"{s.store_id}: {s.total} redemptions over {span}"
         rows.append({"store_id": s.store_id, "total": s.total, "css": css,
                      "spark": sparkline(counts, label)})  # fmt: skip
-    total = sum(r["total"] for r in rows)
+    total = sum(s.total for s in series)
     label = f"Redemptions per store over {span}, busiest {len(stacked)} stores: {total} in all"
     return {
         "rows": rows,

@@ -9,30 +9,36 @@ import sys
 import threading
 import time
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+import aiohttp
 from aiohttp import web
 
 from cloud.app import create_app
 from cloud.config import CloudConfig
-from cloud.console.coupons import CampaignSummary, CouponConflict, IssuedCoupon
-from cloud.console.keys import CONSOLE_STORAGE, COUPONS, PASSWORDS
+from cloud.console.keys import CONSOLE_STORAGE, PASSWORDS
 from cloud.console.settings import ConsoleSettings
+from cloud.coupon_models import CampaignCreate
+from cloud.coupons import create_campaign
 from cloud.fleet import enroll_agent as fleet_enroll
 from cloud.fleet import issue_enroll_code
-from cloud.keys import STORAGE
-from cloud.storage.base import AgentIdentity, HeartbeatRecord, Storage
+from cloud.keys import COUPON_STORAGE, STORAGE
+from cloud.storage.base import HeartbeatRecord, Storage
 from hardware.emulators.scanner import PtyScanner
-from protocol.wire import AgentInfo, EnrollRequest
+from protocol.ids import uuid7_str
+from protocol.wire import AgentInfo, EnrollRequest, EnrollResponse
 
 T = TypeVar("T")
 STOREEDGE = [sys.executable, "-m", "agent.cli.main"]
 STORE = "store-browser-01"
 PASSWORD = "browser test password"
 ROLES = ("admin", "engineer", "viewer")
+ADMIN_TOKEN = "browser"
+CAMPAIGN = "Autumn denim −20 %"
 SETTINGS = ConsoleSettings(
     argon2_time_cost=1,
     argon2_memory_kib=1024,
@@ -43,52 +49,37 @@ SETTINGS = ConsoleSettings(
 )
 
 
-class DemoCoupons:
-    """A CouponSource in memory so the Coupons page has something to show."""
+@dataclass
+class Neighbour:
+    """A stand-in agent of another store, speaking the real ingest API over loopback."""
 
-    def __init__(self) -> None:
-        now = datetime.now(UTC).replace(microsecond=0)
-        day = timedelta(days=1)
-        self._campaigns = [
-            CampaignSummary(3, "Autumn denim −20 %", now - 2 * day, now + 12 * day, 5000, 812, 2),
-            CampaignSummary(2, "Loyalty welcome", now - 30 * day, now + 60 * day, 12000, 4410, 0),
-        ]
-        self._conflicts = [
-            CouponConflict(48213, 3, now - timedelta(hours=5), ("store-browser-01", "store-0042"))
-        ]
-        self._next = 90000
-
-    async def list_campaigns(self) -> list[CampaignSummary]:
-        return self._campaigns
-
-    async def list_conflicts(self, limit: int) -> list[CouponConflict]:
-        return self._conflicts[:limit]
-
-    async def issue(self, campaign_id: int, count: int) -> list[IssuedCoupon]:
-        issued = []
-        for _ in range(count):
-            self._next += 1
-            issued.append(IssuedCoupon(self._next, f"SE1.{campaign_id}.{self._next}.Zm9vYmFy"))
-        return issued
-
-    async def config_version(self, store_id: str) -> str | None:
-        return None
+    store_id: str
+    agent_id: str
+    token: str
+    seq: int = 0
 
 
 class ConsoleStack:
-    """Start with `with ConsoleStack(tmp) as stack:`; `url`, `scanner`, `agent`, `call()`."""
+    """Start with `with ConsoleStack(tmp) as stack:`; `url`, `scanner`, `agent`, `call()`.
+
+    The cloud runs with its real coupon storage and one running campaign (`campaign_id`),
+    which the agent learns from its business config like any store.
+    """
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.config = CloudConfig(
-            db_url=f"sqlite:///{tmp / 'cloud.db'}", admin_token="browser", port=0, console=SETTINGS
-        )
+            db_url=f"sqlite:///{tmp / 'cloud.db'}", admin_token=ADMIN_TOKEN, port=0,
+            console=SETTINGS,
+        )  # fmt: skip
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.scanner = PtyScanner(tmp / "scanner")
         self.agent: subprocess.Popen[bytes] | None = None
+        self.neighbours: dict[str, Neighbour] = {}
+        self.campaign_id = 0
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the cloud's loop and wait for it."""
@@ -101,6 +92,7 @@ class ConsoleStack:
             self.call(self._add_user(role))
         code = self.call(issue_enroll_code(self._app[STORAGE], STORE)).code
         self.call(self._seed_neighbours())
+        self.campaign_id = self.call(self._campaign())
         state = self.tmp / "state"
         enrolled = subprocess.run(
             [*STOREEDGE, "agent", "enroll", "--cloud", self.url, "--code", code,
@@ -137,7 +129,6 @@ class ConsoleStack:
 
     async def _start(self) -> str:
         app = create_app(self.config)
-        app[COUPONS] = DemoCoupons()
         self._app = app
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
@@ -165,6 +156,7 @@ class ConsoleStack:
         for store_id, silent_s, backlog, age, devices in seeds:
             code = (await issue_enroll_code(storage, store_id)).code
             identity = await enroll_agent(storage, code, now)
+            self.neighbours[store_id] = Neighbour(store_id, identity.agent_id, identity.token)
             body = {
                 "version": "0.1.0", "backlog_events": backlog, "dead_letters": 0,
                 "devices": [{"device_id": d, "kind": k, "state": st, "condition": c}
@@ -180,12 +172,47 @@ class ConsoleStack:
         hashed = await self._app[PASSWORDS].async_hash(PASSWORD)
         await self._app[CONSOLE_STORAGE].add_user(role, hashed, role, datetime.now(UTC))  # type: ignore[arg-type]
 
+    async def _campaign(self) -> int:
+        now = datetime.now(UTC)
+        body = CampaignCreate(name=CAMPAIGN, currency="EUR", max_offline_value=5000,
+                              valid_from=now - timedelta(days=2),
+                              valid_to=now + timedelta(days=12))  # fmt: skip
+        return (await create_campaign(self._app[COUPON_STORAGE], body)).campaign_id
 
-async def enroll_agent(storage: Storage, code: str, now: datetime) -> AgentIdentity:
+    def admin(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """Call the admin API with its bearer token; (status, JSON body)."""
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        return self.call(self._request(method, path, body, headers))
+
+    def ingest(self, store_id: str, kind: str, payload: dict[str, Any]) -> str:
+        """One event from a neighbour's stand-in agent through POST /v1/events; its status."""
+        who = self.neighbours[store_id]
+        who.seq += 1
+        event = {
+            "event_id": uuid7_str(), "agent_id": who.agent_id, "store_id": store_id,
+            "seq": who.seq, "device_id": "scanner-till", "kind": kind,
+            "occurred_at": datetime.now(UTC).isoformat(), "schema": 1, "payload": payload,
+        }  # fmt: skip
+        headers = {"Authorization": f"Bearer {who.token}"}
+        status, body = self.call(self._request("POST", "/v1/events", {"events": [event]}, headers))
+        assert status == 200, body
+        result: str = body["results"][0]["status"]
+        return result
+
+    async def _request(
+        self, method: str, path: str, body: Any, headers: dict[str, str]
+    ) -> tuple[int, Any]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, self.url + path, json=body, headers=headers) as response,
+        ):
+            return response.status, await response.json()
+
+
+async def enroll_agent(storage: Storage, code: str, now: datetime) -> EnrollResponse:
     """Enroll a stand-in agent directly through the fleet registry."""
     info = AgentInfo(hostname="box", version="0.1.0", platform="linux")
-    answer = await fleet_enroll(storage, EnrollRequest(code=code, agent_info=info), now)
-    return AgentIdentity(answer.agent_id, answer.store_id)
+    return await fleet_enroll(storage, EnrollRequest(code=code, agent_info=info), now)
 
 
 def _captured(outbox: Path) -> int:
@@ -221,6 +248,9 @@ url = "{url}"
 heartbeat_interval_s = 0.5
 backoff_base_s = 0.05
 backoff_cap_s = 0.5
+
+[coupons]
+config_poll_interval_s = 1
 
 [[devices]]
 id = "scanner-front"

@@ -6,7 +6,8 @@ Screenshots land in docs/console/.
 """
 
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from console.browser.stack import PASSWORD, STORE, ConsoleStack
+from console.browser.stack import CAMPAIGN, PASSWORD, STORE, ConsoleStack
+from protocol.coupons import parse_token
+from protocol.ids import uuid7_str
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -188,20 +191,104 @@ def test_an_alert_opens_when_the_scanner_is_unplugged_and_resolves_when_it_is_ba
     assert page.errors == []
 
 
-def test_coupons_page_and_issuing_with_qr(open_as: Any, stack: ConsoleStack, shots: Path) -> None:
+def test_an_admin_issues_coupons_and_sees_their_qr_codes(
+    open_as: Any, stack: ConsoleStack, shots: Path
+) -> None:
     page = open_as("admin")
     page.goto(stack.url + "/console/coupons")
-    assert "Autumn denim" in page.content()
-    page.fill("#count-3", "3")
-    page.locator("form", has=page.locator("#count-3")).locator("button").click()
+    assert CAMPAIGN in page.locator("table.campaigns").inner_text()
+    page.select_option("#issue-campaign", str(stack.campaign_id))
+    page.fill("#issue-count", "3")
+    page.fill("#issue-value", "20")
+    page.click("text=Issue with QR codes")
     page.wait_for_url("**/console/coupons/issue")
-    assert page.locator(".qr-grid svg").count() == 3
-    page.screenshot(path=shots / "coupons.png", full_page=True)
+    codes = page.locator(".qr-grid svg")
+    assert codes.count() == 3
+    box = codes.first.bounding_box()
+    assert box is not None
+    assert box["width"] >= 120  # big enough for a phone camera on a printout
+    assert box["width"] == box["height"]
+    for item in page.locator(".qr-grid li").all():
+        token = item.locator("code.token").inner_text()
+        status, coupon = stack.admin("GET", f"/api/coupons/{item.get_attribute('data-coupon')}")
+        assert (status, coupon["token"], coupon["value_minor"]) == (200, token, 2000)
+        assert "20.00 EUR" in item.inner_text()
+    page.screenshot(path=shots / "coupons-issued.png", full_page=True)
     page.goto(stack.url + "/console/audit")
-    assert "coupons_issue" in page.content()
+    assert "3 coupons of 20.00 EUR" in page.locator("table").inner_text()
     page.screenshot(path=shots / "audit.png")
     page.goto(stack.url + "/console/users")
     page.screenshot(path=shots / "users.png")
+    assert page.errors == []
+
+
+def test_an_offline_double_redemption_shows_as_a_conflict_naming_both_stores(
+    open_as: Any, stack: ConsoleStack, shots: Path
+) -> None:
+    status, body = stack.admin("POST", f"/api/campaigns/{stack.campaign_id}/coupons",
+                               {"count": 1, "value": 1500})  # fmt: skip
+    assert status == 201, body
+    token, coupon_id = body["coupons"][0]["token"], body["coupons"][0]["coupon_id"]
+    # The running agent redeems it at its scanner (verified offline, reserved online)…
+    stack.scanner.scan(token)
+    _until(lambda: _redemptions(stack) == {STORE: 1}, "the agent's redemption never arrived")
+    # …and store-0042, offline at the time, had redeemed it too: its sync arrives now.
+    claims = parse_token(token).claims
+    payload = {"redemption_id": uuid7_str(), "campaign_id": claims.campaign_id,
+               "coupon_id": coupon_id, "key_id": claims.key_id, "value_minor": 1500,
+               "currency": "EUR", "single_use": True, "reservation": "offline"}  # fmt: skip
+    assert stack.ingest("store-0042", "coupon.redeemed", payload) == "accepted"
+    page = open_as("viewer")
+    page.goto(stack.url + "/console/coupons")
+    conflict = page.locator(f'tr[data-conflict="{coupon_id}"]')
+    assert conflict.count() == 1
+    assert sorted(conflict.locator("a").all_inner_texts()) == ["store-0042", STORE]
+    assert "offline" in conflict.inner_text()
+    row = page.locator(f'tr[data-campaign="{stack.campaign_id}"]')
+    assert row.locator('[data-stat="conflicts"]').inner_text() == "1"
+    assert row.locator('[data-stat="redeemed"]').inner_text() == "1"
+    # The redemptions chart counts both stores once the evaluator has rolled the events up.
+    chart_rows = page.locator("#redemptions-h ~ table tr[data-store]")
+    _until(lambda: page.reload() is not None and chart_rows.count() == 2, "no redemptions chart")
+    assert page.locator("svg.chart rect.s0").count() == 1
+    page.screenshot(path=shots / "coupons.png", full_page=True)
+    conflict.locator("a", has_text="store-0042").click()
+    page.wait_for_url("**/console/stores/store-0042")
+    assert str(coupon_id) in page.locator("#coupons-h + table").inner_text()
+    assert page.errors == []
+
+
+def test_the_store_page_shows_a_refused_config_and_its_alert(
+    open_as: Any, stack: ConsoleStack, shots: Path
+) -> None:
+    page = open_as("engineer")
+    page.goto(f"{stack.url}/console/stores/{STORE}")
+    page.wait_for_function("document.body.dataset.liveState === 'connected'")
+    page.locator('#store-config tr[data-config-state="in_sync"]').wait_for()
+    document = {"document": {"devices": {"scanner-9": {}}}, "author": "head office"}
+    status, body = stack.admin("PUT", f"/api/stores/{STORE}/config", document)
+    assert status == 201, body
+    try:
+        # The agent fetches it, refuses it (no scanner-9 in its agent.toml), says so in its
+        # heartbeat; the page updates live, and the evaluator opens the alert.
+        refused = page.locator('#store-config tr[data-config-state="refused"]')
+        refused.wait_for()
+        assert "devices.scanner-9: no such device on this box" in refused.inner_text()
+        alert = page.locator("#store-alerts tr", has_text="Config refused")
+        alert.wait_for()
+        assert "open" in alert.inner_text()
+        assert "devices.scanner-9" in alert.inner_text()
+        page.screenshot(path=shots / "store-config.png", full_page=True)
+    finally:
+        fixed = {"document": {"devices": None}, "author": "head office", "comment": "undo"}
+        assert stack.admin("PUT", f"/api/stores/{STORE}/config", fixed)[0] == 201
+    page.locator('#store-config tr[data-config-state="in_sync"]').wait_for()
+    alert.wait_for(state="detached")
+    healed = page.locator("#store-config tr").last.inner_text()
+    assert "last refusal, since healed" in healed
+    page.goto(f"{stack.url}/console/alerts?state=resolved&rule=config_refused")
+    assert STORE in page.locator("table.alerts").inner_text()
+    assert page.errors == []
 
 
 def test_readable_on_a_phone(open_as: Any, stack: ConsoleStack, shots: Path) -> None:
@@ -212,3 +299,17 @@ def test_readable_on_a_phone(open_as: Any, stack: ConsoleStack, shots: Path) -> 
     page.goto(f"{stack.url}/console/stores/{STORE}")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     page.screenshot(path=shots / "store-phone.png")
+
+
+def _redemptions(stack: ConsoleStack) -> dict[str, int]:
+    status, stats = stack.admin("GET", f"/api/campaigns/{stack.campaign_id}/stats")
+    assert status == 200, stats
+    return {s["store_id"]: s["redemptions"] for s in stats["stores"]}
+
+
+def _until(predicate: Callable[[], bool], message: str, timeout: float = WAIT_MS / 1000) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(0.1)
