@@ -150,7 +150,7 @@ def test_filter_sort_and_paginate_from_the_keyboard(open_as: Any, stack: Console
 def test_an_event_arrives_live_from_the_running_agent(open_as: Any, stack: ConsoleStack) -> None:
     page = open_as("viewer")
     page.goto(f"{stack.url}/console/stores/{STORE}")
-    page.wait_for_function("document.body.dataset.liveState === 'connected'")
+    _live(page)
     page.evaluate("window.notReloaded = true")
     stack.scanner.scan("4006381333931")  # a real EAN-13
     stack.scanner.scan("LIVE-FROM-THE-SHOP-FLOOR")
@@ -167,7 +167,7 @@ def test_an_alert_opens_when_the_scanner_is_unplugged_and_resolves_when_it_is_ba
 ) -> None:
     page = open_as("engineer")
     page.goto(f"{stack.url}/console/stores/{STORE}")
-    page.wait_for_function("document.body.dataset.liveState === 'connected'")
+    _live(page)
     alerts = page.locator("#store-alerts")
     assert "Scanner disconnected" not in alerts.inner_text()
     stack.scanner.unplug()
@@ -263,7 +263,7 @@ def test_the_store_page_shows_a_refused_config_and_its_alert(
 ) -> None:
     page = open_as("engineer")
     page.goto(f"{stack.url}/console/stores/{STORE}")
-    page.wait_for_function("document.body.dataset.liveState === 'connected'")
+    _live(page)
     page.locator('#store-config tr[data-config-state="in_sync"]').wait_for()
     document = {"document": {"devices": {"scanner-9": {}}}, "author": "head office"}
     status, body = stack.admin("PUT", f"/api/stores/{STORE}/config", document)
@@ -299,6 +299,15 @@ def test_readable_on_a_phone(open_as: Any, stack: ConsoleStack, shots: Path) -> 
     page.goto(f"{stack.url}/console/stores/{STORE}")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     page.screenshot(path=shots / "store-phone.png")
+
+
+def _live(page: Any) -> None:
+    """Wait for the page's SSE stream to be open.
+
+    A selector, not `wait_for_function`: Playwright polls a function with eval, which the
+    console's Content-Security-Policy (script-src 'self') rightly refuses.
+    """
+    page.locator('body[data-live-state="connected"]').wait_for(state="attached")
 
 
 def _redemptions(stack: ConsoleStack) -> dict[str, int]:
