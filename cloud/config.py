@@ -4,7 +4,9 @@ import secrets
 from dataclasses import dataclass, field
 
 from cloud.errors import UsageError
-from protocol.constants import MAX_BATCH_BYTES
+from cloud.storage import DEFAULT_POOL_SIZE
+from cloud.storage.base import RateLimit
+from protocol.constants import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
 
 DEFAULT_DB_URL = "sqlite:///storeedge-cloud.db"
 DEFAULT_HOST = "127.0.0.1"
@@ -33,6 +35,25 @@ class CloudConfig:
     # Batches decoded and validated at once; more get 503 + Retry-After instead of queueing.
     # Each can hold ~10× its 4 MiB body as Python objects, so this bounds memory too.
     max_inflight_batches: int = 16
+    # Heartbeats and enrollments in flight at once, past which they get 503 + Retry-After.
+    max_inflight_requests: int = 256
+    # Per-agent event rate (GCRA, the bucket kept in the database so every replica enforces
+    # the same one): sustained events/s and the burst a reconnecting agent may send at once.
+    # Far above a store's ~0.5 ev/s peak, so it only bites an agent draining a backlog, and
+    # then shares a replica's capacity between agents instead of letting one take it all.
+    agent_events_per_s: float = 5_000.0
+    agent_events_burst: float = 20_000.0
+    # Heartbeats closer together than this are answered 429; agents send one every 30 s.
+    heartbeat_min_interval_s: float = 0.5
+    db_pool_size: int = DEFAULT_POOL_SIZE  # PostgreSQL connections of this process
+    # How often this replica runs storage upkeep (partitions ahead, retention); replicas
+    # take turns through a database lock, so more replicas do not mean more work.
+    maintenance_interval_s: float = 600.0
+
+    @property
+    def agent_rate(self) -> RateLimit:
+        """The per-agent event limit as storage applies it."""
+        return RateLimit(rate=self.agent_events_per_s, burst=self.agent_events_burst)
 
     def __post_init__(self) -> None:
         if not self.admin_token:
@@ -41,5 +62,18 @@ class CloudConfig:
             raise UsageError(f"port must be 0..65535, got {self.port}")
         if self.max_inflight_batches < 1:
             raise UsageError("max_inflight_batches must be at least 1")
+        if self.max_inflight_requests < 1:
+            raise UsageError("max_inflight_requests must be at least 1")
+        if self.agent_events_per_s <= 0:
+            raise UsageError("agent_events_per_s must be positive")
+        if self.agent_events_burst < MAX_BATCH_EVENTS:
+            # A full batch must fit in the bucket, or it could never be admitted.
+            raise UsageError(f"agent_events_burst must be at least {MAX_BATCH_EVENTS}")
+        if self.heartbeat_min_interval_s < 0:
+            raise UsageError("heartbeat_min_interval_s must not be negative")
+        if self.db_pool_size < 1:
+            raise UsageError("db_pool_size must be at least 1")
+        if self.maintenance_interval_s <= 0:
+            raise UsageError("maintenance_interval_s must be positive")
         if self.max_body_bytes < 1024:
             raise UsageError(f"max_body_bytes must be at least 1024, got {self.max_body_bytes}")

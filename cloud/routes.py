@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from cloud.views import admin, enroll, health, heartbeat, ingest
+from cloud.views import admin, enroll, health, heartbeat, ingest, metrics
 
 
 def setup_routes(app: web.Application) -> None:
@@ -11,6 +11,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/events", ingest.post_events, name="events")
     app.router.add_post("/v1/heartbeat", heartbeat.post_heartbeat, name="heartbeat")
     app.router.add_get("/api/stores", admin.get_stores, name="stores")
+    app.router.add_post("/api/enroll-codes", admin.post_enroll_code, name="enroll_codes")
     app.router.add_get("/api/stores/{store_id}", admin.get_store, name="store")
     app.router.add_get("/api/events", admin.get_events, name="events_list")
     app.router.add_get("/api/events/count", admin.get_events_count, name="events_count")
@@ -18,3 +19,4 @@ def setup_routes(app: web.Application) -> None:
         "/api/agents/{agent_id}/revoke", admin.post_revoke_agent, name="revoke_agent"
     )
     app.router.add_get("/healthz", health.get_healthz, name="healthz")
+    app.router.add_get("/metrics", metrics.get_metrics, name="metrics")

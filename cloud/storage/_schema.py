@@ -65,6 +65,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX events_store_kind ON events(store_id, kind, id);
     CREATE INDEX events_kind ON events(kind, id);
     """,
+    # 2: rate-limit buckets in the database, like every other piece of state a retry needs.
+    """
+    -- GCRA: `tat` is the bucket's theoretical arrival time in unix seconds (RFC-less, but see
+    -- docs/SCALING.md "Load shedding"); one row per key, one UPDATE per admission.
+    CREATE TABLE rate_limits (
+        key  TEXT PRIMARY KEY,
+        tat  REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 
