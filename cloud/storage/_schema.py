@@ -105,6 +105,20 @@ def migrate(conn: sqlite3.Connection) -> int:
     return len(MIGRATIONS)
 
 
+def user_version(path: str) -> int:
+    """The schema version of the file at `path` (0 when missing or new); blocking."""
+    import os
+
+    if path == ":memory:" or not os.path.exists(path):
+        return 0
+    conn = sqlite3.connect(path)
+    try:
+        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+        return version
+    finally:
+        conn.close()
+
+
 def _statements(script: str) -> list[str]:
     # Not executescript(): it COMMITs any open transaction first, breaking the atomic step.
     statements: list[str] = []
