@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from cloud.counters import Counters
 
 # The `_created` twin of every counter doubles the scrape for a timestamp Prometheus ignores.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Seconds; from a loopback heartbeat (~1 ms) to a batch stuck behind a slow disk (10 s).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
