@@ -53,6 +53,11 @@ COMMAND_TIMEOUT_S = 30.0
 # pg_try_advisory_lock key of the maintenance round, so one replica at a time does it.
 MAINTENANCE_LOCK = 0x7365_6D61  # "se" "ma"
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# A WHERE term that makes the statement's own (autocommit) transaction commit without
+# waiting for the WAL flush. Only for writes a crash may lose harmlessly: a rate bucket
+# (loses a few ms of charge) and a heartbeat (the next one comes 30 s later). At fleet scale
+# that is 1,700 fsync waits a second not taken. Events and enrollments stay synchronous.
+_NO_FSYNC = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
 
 
 class PostgresStorage:
@@ -182,7 +187,7 @@ class PostgresStorage:
             status = await conn.execute(
                 "UPDATE agents SET heartbeat = $2, heartbeat_at = $3, backlog_events = $4,"
                 " oldest_unsynced_age_s = $5 WHERE agent_id = $1"
-                " AND (heartbeat_at IS NULL OR heartbeat_at <= $6)",
+                f" AND (heartbeat_at IS NULL OR heartbeat_at <= $6) AND {_NO_FSYNC}",
                 agent_id,
                 orjson.dumps(heartbeat.body).decode(),
                 heartbeat.received_at,
@@ -199,7 +204,8 @@ class PostgresStorage:
         tolerance = limit.burst / limit.rate
         async with self._connection() as conn:
             admitted = await conn.fetchval(
-                "INSERT INTO rate_limits AS r (key, tat) VALUES ($1, $2::float8 + $3::float8)"
+                "INSERT INTO rate_limits AS r (key, tat)"
+                f" SELECT $1, $2::float8 + $3::float8 WHERE {_NO_FSYNC}"
                 " ON CONFLICT (key) DO UPDATE SET tat = greatest(r.tat, $2) + $3"
                 " WHERE greatest(r.tat, $2) + $3 - $2 <= $4::float8 RETURNING true",
                 key,
