@@ -23,7 +23,7 @@ import orjson
 
 from agent.sync.drain import GZIP_LEVEL
 from bench.common import percentiles, report
-from bench.pgbench_db import ADMIN, admin_post, cloud_process, scratch_database
+from bench.pgbench_db import admin_post, cloud_process, scratch_database
 from cloud.credentials import hash_code
 from cloud.fleet import issue_enroll_code
 from cloud.storage.base import AgentIdentity, EventRow
@@ -161,7 +161,9 @@ async def raw_run(db_url: str, events_per_agent: int) -> dict[str, Any]:
             agent = Agent(identity.agent_id, identity.store_id, "")
             batches = [
                 [
-                    EventRow(e["event_id"], e["seq"], e["device_id"], e["kind"], now, orjson.dumps(e))
+                    EventRow(
+                        e["event_id"], e["seq"], e["device_id"], e["kind"], now, orjson.dumps(e)
+                    )
                     for e in batch
                 ]
                 for batch in batches_for(agent, events_per_agent)
