@@ -14,7 +14,6 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
-import orjson
 from aiohttp import web
 
 from agent.outbox import Identity, Outbox
@@ -221,6 +220,7 @@ async def test_retries_across_replicas_and_restarts_store_each_event_once(
         counted = await conn.fetchval("SELECT sum(events) FROM event_counts")
     finally:
         await conn.close()
+    assert row is not None
     assert tuple(row) == (total, total, total, 1, total)  # every seq once, nothing twice
     assert dedupe_keys == total
     assert counted == total
@@ -233,4 +233,3 @@ async def test_retries_across_replicas_and_restarts_store_each_event_once(
     assert balancer.upstream_down >= 1
     assert not balancer._kills
     assert [r.starts for r in replicas] == [2, 2]
-    assert orjson.dumps(worker.counters.accepted + worker.counters.duplicate) != b"0"
