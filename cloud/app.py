@@ -38,7 +38,7 @@ def create_app(config: CloudConfig) -> web.Application:
     app[CONFIG] = config
     app[COUNTERS] = counters
     app[METRICS] = metrics = Metrics(counters)
-    app[INGEST_GATE] = Gate(config.max_inflight_batches, "batches")
+    app[INGEST_GATE] = Gate(config.max_inflight_batches, "batches", config.max_inflight_bytes)
     app[AGENT_GATE] = Gate(config.max_inflight_requests, "requests")
     metrics.inflight.labels("events").set_function(lambda: app[INGEST_GATE].in_flight)
     metrics.inflight.labels("other").set_function(lambda: app[AGENT_GATE].in_flight)

@@ -33,10 +33,14 @@ class CloudConfig:
     port: int = DEFAULT_PORT
     max_body_bytes: int = MAX_BATCH_BYTES
     # Batches decoded and validated at once; more get 503 + Retry-After instead of queueing.
-    # Each can hold ~10× its 4 MiB body as Python objects, so this bounds memory too.
-    max_inflight_batches: int = 16
+    # A count for the thousands of small batches of a live fleet, and a byte budget for the
+    # big ones of a backlog: each holds ~10× its body as Python objects while validated, so
+    # 64 MiB of bodies is about 640 MiB of memory at worst. A body of unknown length
+    # (chunked) is charged the full max_body_bytes.
+    max_inflight_batches: int = 512
+    max_inflight_bytes: int = 64 * 1024 * 1024
     # Heartbeats and enrollments in flight at once, past which they get 503 + Retry-After.
-    max_inflight_requests: int = 256
+    max_inflight_requests: int = 1024
     # Per-agent event rate (GCRA, the bucket kept in the database so every replica enforces
     # the same one): sustained events/s and the burst a reconnecting agent may send at once.
     # Far above a store's ~0.5 ev/s peak, so it only bites an agent draining a backlog, and
@@ -62,6 +66,8 @@ class CloudConfig:
             raise UsageError(f"port must be 0..65535, got {self.port}")
         if self.max_inflight_batches < 1:
             raise UsageError("max_inflight_batches must be at least 1")
+        if self.max_inflight_bytes < self.max_body_bytes:
+            raise UsageError("max_inflight_bytes must be at least max_body_bytes")
         if self.max_inflight_requests < 1:
             raise UsageError("max_inflight_requests must be at least 1")
         if self.agent_events_per_s <= 0:

@@ -37,9 +37,13 @@ class StorageError(Unavailable):
 
 
 class Overloaded(Unavailable):
-    """Too much work in flight; refused up front rather than queued without bound."""
+    """Too much work in flight; refused up front rather than queued without bound.
 
-    retry_after = 1
+    Answered with a Retry-After drawn from 1..`retry_after` s (cloud.middleware), so the
+    agents a burst turned away do not all come back in the same second.
+    """
+
+    retry_after = 4
 
 
 class RateLimited(CloudError):

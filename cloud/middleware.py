@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import math
+import random
 import time
 
 from aiohttp import web
@@ -62,7 +63,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Overloaded as exc:
         counters.errors["overloaded"] += 1
         request.app[METRICS].shed.labels("busy").inc()
-        return error_response(503, str(exc), {"Retry-After": str(exc.retry_after)})
+        wait = str(random.randint(1, exc.retry_after))
+        return error_response(503, str(exc), {"Retry-After": wait})
     except StorageError as exc:
         counters.errors["storage"] += 1
         log.exception("storage failed on %s %s", request.method, request.path)

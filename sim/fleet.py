@@ -18,6 +18,7 @@ from sim.stats import FleetStats
 ENROLL_ATTEMPTS = 6  # per agent, with backoff: a busy cloud at start-up is not a failure
 ENROLL_BACKOFF_S = 0.5
 LOOP_TICK_S = 0.1  # how often the simulator measures its own event-loop lag
+SHUTDOWN_S = 10.0  # at most this long to cancel the agents and close the connections
 
 
 class Phase(enum.StrEnum):
@@ -97,9 +98,13 @@ class Fleet:
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Bounded: a run must end even if some request ignores its cancellation.
+            if tasks:
+                await asyncio.wait(tasks, timeout=SHUTDOWN_S)
             for session in sessions:
-                await session.close()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SHUTDOWN_S):
+                        await session.close()
         elapsed = time.monotonic() - self.run_started if self.run_started else 0.0
         self.stats.events["undelivered"] = self.pending
         self._set(Phase.DONE, on_phase)

@@ -18,7 +18,8 @@ async def post_events(request: web.Request) -> web.Response:
     config = app[CONFIG]
     storage = app[STORAGE]
     metrics = app[METRICS]
-    with app[INGEST_GATE].admit():
+    size = request.content_length
+    with app[INGEST_GATE].admit(config.max_body_bytes if size is None else size):
         agent = await app[AGENT_AUTH].async_authenticate(request)
         raw = await read_raw(request)
         body = decode_body(raw, request.headers.get("Content-Encoding"), config.max_body_bytes)
