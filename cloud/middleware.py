@@ -70,6 +70,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.exception("storage failed on %s %s", request.method, request.path)
         # DESIGN.md "Ingest API": 503 with Retry-After, so agents back off and resend.
         return error_response(503, "storage unavailable", {"Retry-After": str(exc.retry_after)})
+    except ConnectionResetError:
+        # The client went away mid-request (gave up waiting, or its link dropped): nothing
+        # to answer and nothing wrong on our side, so a count and no traceback.
+        counters.bad_requests["client_gone"] += 1
+        return error_response(400, "connection lost")
     except Exception:
         # Never leak internals: the traceback goes to the log, the client gets a fixed text.
         counters.errors["internal"] += 1

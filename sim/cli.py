@@ -48,7 +48,12 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
     fleet.add_argument(
         "--bad-rate", type=float, default=0.0, metavar="P", help="fraction of invalid events"
     )
-    fleet.add_argument("--connections", type=int, default=1000, help="HTTP connections per URL")
+    fleet.add_argument(
+        "--connections",
+        type=int,
+        default=0,
+        help="HTTP connections per URL (default 0: one per agent as needed, like a real fleet)",
+    )
     fleet.add_argument("--seed", type=int, default=1, help="random seed of the traffic")
     fleet.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
     fleet.add_argument("--quiet", action="store_true", help="no live view, summary only")
@@ -68,11 +73,11 @@ def fleet_command(args: argparse.Namespace) -> int:
     from sim.fleet import Fleet, FleetOptions
     from sim.local import local_cloud
 
-    for name in ("agents", "duration", "heartbeat", "connections"):
+    for name in ("agents", "duration", "heartbeat"):
         if getattr(args, name) <= 0:
             print(f"error: --{name} must be positive", file=sys.stderr)
             return 2
-    for name in ("events_per_min", "linger"):
+    for name in ("events_per_min", "linger", "connections"):
         if getattr(args, name) < 0:
             print(f"error: --{name.replace('_', '-')} must not be negative", file=sys.stderr)
             return 2

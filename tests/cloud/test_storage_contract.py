@@ -253,3 +253,36 @@ async def test_maintain_is_harmless_and_close_is_idempotent(storage: Storage) ->
     await storage.close()
     with pytest.raises(StorageError, match="closed"):
         await storage.ping()
+
+
+async def test_concurrent_heartbeats_and_logins_each_get_their_own_answer(
+    storage: Storage,
+) -> None:
+    # Backends may group concurrent calls into one statement; answers must not mix.
+    agents = [AgentIdentity(f"agt-c{n}", f"store-c{n % 3}") for n in range(40)]
+    for n, agent in enumerate(agents):
+        await enroll(storage, agent, f"th-c{n}")
+    logins = await asyncio.gather(
+        *(storage.authenticate(f"th-c{n}") for n in range(40)), storage.authenticate("nope")
+    )
+    assert logins == [*agents, None]
+    interval = timedelta(seconds=30)
+    beats = await asyncio.gather(
+        *(
+            storage.record_heartbeat(a.agent_id, HeartbeatRecord(NOW, n, None, {"n": n}), interval)
+            for n, a in enumerate(agents)
+        )
+    )
+    assert beats == [True] * 40
+    again = await asyncio.gather(
+        *(
+            storage.record_heartbeat(a.agent_id, HeartbeatRecord(NOW, 0, None, {}), interval)
+            for a in agents[:5]
+        )
+    )
+    assert again == [False] * 5
+    detail = await storage.get_store("store-c1")
+    assert detail is not None
+    assert sorted(a.heartbeat.body["n"] for a in detail.agents if a.heartbeat) == list(
+        range(1, 40, 3)
+    )

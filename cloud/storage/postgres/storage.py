@@ -3,6 +3,7 @@
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from cloud.storage.base import (
     StoreFilter,
     StoreSummary,
 )
+from cloud.storage.postgres._coalesce import Coalescer
 from cloud.storage.postgres._ingest import CREATE_STAGING, CURSOR_SHIFT, ingest_batch
 from cloud.storage.postgres._migrate import Migration, migrate
 from cloud.storage.postgres._partitions import (
@@ -60,6 +62,13 @@ _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutErr
 _NO_FSYNC = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
 
 
+@dataclass(frozen=True, slots=True)
+class _Beat:
+    agent_id: str
+    record: HeartbeatRecord
+    min_interval: timedelta
+
+
 class PostgresStorage:
     """`Storage` on PostgreSQL; open with `await PostgresStorage.open(url)`."""
 
@@ -68,6 +77,9 @@ class PostgresStorage:
         self._closed = False
         self._waiting = 0
         self.applied: list[Migration] = []  # migrations this open applied
+        # The two calls every agent makes every 30 s go to the database in groups.
+        self._logins: Coalescer[str, AgentIdentity | None] = Coalescer(self._authenticate_many)
+        self._beats: Coalescer[_Beat, bool] = Coalescer(self._record_heartbeats)
 
     @classmethod
     async def open(cls, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> "PostgresStorage":
@@ -99,6 +111,8 @@ class PostgresStorage:
         if self._closed:
             return
         self._closed = True
+        await self._logins.close()
+        await self._beats.close()
         await self._pool.close()
 
     async def ping(self) -> None:
@@ -160,14 +174,10 @@ class PostgresStorage:
         return AgentIdentity(agent_id, store_id)
 
     async def authenticate(self, token_hash: str) -> AgentIdentity | None:
-        """The active agent owning this token hash, or None."""
-        async with self._connection() as conn:
-            row = await conn.fetchrow(
-                "SELECT agent_id, store_id FROM agents"
-                " WHERE token_hash = $1 AND revoked_at IS NULL",
-                token_hash,
-            )
-        return None if row is None else AgentIdentity(row[0], row[1])
+        """The active agent owning this token hash, or None (looked up with concurrent ones)."""
+        if self._closed:
+            raise StorageError("storage is closed")
+        return await self._logins.submit(token_hash)
 
     async def revoke_agent(self, agent_id: str, now: datetime) -> bool:
         """Revoke an agent; True when an active agent was revoked."""
@@ -183,19 +193,9 @@ class PostgresStorage:
         self, agent_id: str, heartbeat: HeartbeatRecord, min_interval: timedelta = timedelta(0)
     ) -> bool:
         """Keep `heartbeat` as the agent's latest unless the previous one is too recent."""
-        async with self._connection() as conn:
-            status = await conn.execute(
-                "UPDATE agents SET heartbeat = $2, heartbeat_at = $3, backlog_events = $4,"
-                " oldest_unsynced_age_s = $5 WHERE agent_id = $1"
-                f" AND (heartbeat_at IS NULL OR heartbeat_at <= $6) AND {_NO_FSYNC}",
-                agent_id,
-                orjson.dumps(heartbeat.body).decode(),
-                heartbeat.received_at,
-                heartbeat.backlog_events,
-                heartbeat.oldest_unsynced_age_s,
-                heartbeat.received_at - min_interval,
-            )
-        return bool(status == "UPDATE 1")
+        if self._closed:
+            raise StorageError("storage is closed")
+        return await self._beats.submit(_Beat(agent_id, heartbeat, min_interval))
 
     async def admit(self, key: str, cost: float, limit: RateLimit, now: datetime) -> float:
         """Charge `cost` to `key`'s GCRA bucket in one statement: 0.0, or seconds to wait."""
@@ -374,6 +374,46 @@ class PostgresStorage:
         for gone in dropped:
             log.info("retention dropped events of %s (%d events)", gone.day, gone.events)
         return dropped
+
+    async def _authenticate_many(self, token_hashes: Sequence[str]) -> list[AgentIdentity | None]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                "SELECT token_hash, agent_id, store_id FROM agents"
+                " WHERE token_hash = ANY($1::text[]) AND revoked_at IS NULL",
+                list(set(token_hashes)),
+            )
+        found = {row[0]: AgentIdentity(row[1], row[2]) for row in rows}
+        return [found.get(token_hash) for token_hash in token_hashes]
+
+    async def _record_heartbeats(self, beats: Sequence[_Beat]) -> list[bool]:
+        # One UPDATE for the group. An agent twice in one group (two heartbeats within a few
+        # ms) keeps its first; the second is "too soon" unless no interval applies.
+        first: dict[str, _Beat] = {}
+        for beat in beats:
+            first.setdefault(beat.agent_id, beat)
+        ordered = sorted(first.values(), key=lambda b: b.agent_id)  # one lock order for all
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                "UPDATE agents a SET heartbeat = h.body::jsonb, heartbeat_at = h.at,"
+                " backlog_events = h.backlog, oldest_unsynced_age_s = h.oldest"
+                " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[],"
+                " $5::float8[], $6::timestamptz[])"
+                " AS h(agent_id, body, at, backlog, oldest, not_before)"
+                " WHERE a.agent_id = h.agent_id"
+                f" AND (a.heartbeat_at IS NULL OR a.heartbeat_at <= h.not_before) AND {_NO_FSYNC}"
+                " RETURNING a.agent_id",
+                [b.agent_id for b in ordered],
+                [orjson.dumps(b.record.body).decode() for b in ordered],
+                [b.record.received_at for b in ordered],
+                [b.record.backlog_events for b in ordered],
+                [b.record.oldest_unsynced_age_s for b in ordered],
+                [b.record.received_at - b.min_interval for b in ordered],
+            )
+        stored = {row[0] for row in rows}
+        return [
+            beat.agent_id in stored and (first[beat.agent_id] is beat or not beat.min_interval)
+            for beat in beats
+        ]
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
