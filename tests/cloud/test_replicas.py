@@ -63,13 +63,20 @@ class Replica:
             except OSError:
                 assert proc.poll() is None, self.log.read_text()
                 time.sleep(0.05)
+        proc.kill()
+        proc.wait()
         raise AssertionError(f"replica did not come up: {self.log.read_text()}")
 
     def stop(self, sig: int) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(sig)
-            self.proc.wait(30)
-            self.proc = None
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:  # never leave a replica running past the test
+            proc.kill()
+            proc.wait()
 
 
 class AlternatingBalancer:
