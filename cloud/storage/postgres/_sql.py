@@ -26,8 +26,19 @@ AGENT_COLUMNS = (
     "agent_id, enrolled_at, revoked_at, agent_info, events_total, last_seq, last_event_at,"
     " heartbeat, heartbeat_at, backlog_events, oldest_unsynced_age_s"
 )
-# Rows whose writing transaction has ended: see migrations/0002_events.sql on `cursor`.
-VISIBLE_HORIZON = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {shift}"
+# The cursor below which no row can still appear (migrations/0002_events.sql on `cursor`):
+# the oldest transaction open in this statement's snapshot, else the snapshot's xmax. The
+# snapshot spans the whole server, so open transactions that pg_stat_activity shows in
+# *other* databases are left out: they cannot write our events. An xid that cannot be
+# placed (its transaction ended since the snapshot) is kept, which only holds rows back.
+VISIBLE_HORIZON = """(
+    SELECT coalesce(min(x), pg_snapshot_xmax(pg_current_snapshot()))::text::bigint * {shift}
+    FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+    WHERE x::xid NOT IN (
+        SELECT backend_xid FROM pg_stat_activity
+        WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()
+    )
+)"""
 
 
 def summary_from_row(row: asyncpg.Record) -> StoreSummary:

@@ -1,6 +1,8 @@
 """PostgreSQL backend: an asyncpg pool, migrations at open, daily event partitions."""
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -52,6 +54,10 @@ log = logging.getLogger(__name__)
 ACQUIRE_TIMEOUT_S = 5.0
 # A statement running longer than this is abandoned (StorageError → 503, the agent retries).
 COMMAND_TIMEOUT_S = 30.0
+# A listing that would stop short of committed rows held back by an older open transaction
+# polls this long for it to end (milliseconds for ingest, longer for DDL) before answering.
+HOLD_BACK_WAIT_S = 2.0
+HOLD_BACK_POLL_S = 0.02
 # pg_try_advisory_lock key of the maintenance round, so one replica at a time does it.
 MAINTENANCE_LOCK = 0x7365_6D61  # "se" "ma"
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
@@ -99,8 +105,12 @@ class PostgresStorage:
         try:
             async with storage._connection() as conn:
                 storage.applied = await migrate(conn)
+                # The week ahead is made before serving, not by the first maintenance round
+                # while requests run: DDL transactions hold back event listings (the cursor
+                # horizon) for as long as they are open.
                 today = day_of(datetime.now(UTC))
-                await ensure_partitions(conn, today - timedelta(days=1), today)
+                ahead = today + timedelta(days=DAYS_AHEAD)
+                await ensure_partitions(conn, today - timedelta(days=1), ahead)
         except BaseException:
             await pool.close()
             raise
@@ -276,9 +286,13 @@ class PostgresStorage:
         return StoreDetail(summary_from_row(row), [agent_from_row(a) for a in agents])
 
     async def list_events(self, query: EventFilter) -> list[StoredEvent]:
-        """Up to `query.limit` matching events in ascending cursor order."""
+        """Up to `query.limit` matching events in ascending cursor order.
+
+        Rows above the visible horizon (an older transaction is still open) are never
+        returned; a short page waits up to HOLD_BACK_WAIT_S for such rows before answering.
+        """
         params = Params()
-        where = ["cursor < " + VISIBLE_HORIZON.format(shift=CURSOR_SHIFT)]
+        where = []
         if query.store_id is not None:
             where.append(f"store_id = {params.add(query.store_id)}")
         if query.kind is not None:
@@ -287,14 +301,24 @@ class PostgresStorage:
             where.append(f"occurred_at >= {params.add(query.since)}")
         if query.after is not None:
             where.append(f"cursor > {params.add(query.after)}")
+        horizon = VISIBLE_HORIZON.format(shift=CURSOR_SHIFT)
+        filters = "".join(f" AND {clause}" for clause in where)
+        limit = params.add(query.limit)
         sql = (
-            "SELECT cursor, received_at, body FROM events WHERE "
-            + " AND ".join(where)
-            + f" ORDER BY cursor LIMIT {params.add(query.limit)}"
+            f"SELECT cursor, received_at, body FROM events WHERE cursor < {horizon}{filters}"
+            f" ORDER BY cursor LIMIT {limit}"
         )
-        async with self._connection() as conn:
-            rows = await conn.fetch(sql, *params.values)
-        return [StoredEvent(r[0], r[1], r[2]) for r in rows]
+        held_sql = f"SELECT EXISTS (SELECT 1 FROM events WHERE cursor >= {horizon}{filters})"
+        deadline = time.monotonic() + HOLD_BACK_WAIT_S
+        while True:
+            async with self._connection() as conn:
+                rows = await conn.fetch(sql, *params.values)
+                held = len(rows) < query.limit and await conn.fetchval(
+                    held_sql, *params.values[:-1]
+                )
+            if not held or time.monotonic() >= deadline:
+                return [StoredEvent(r[0], r[1], r[2]) for r in rows]
+            await asyncio.sleep(HOLD_BACK_POLL_S)
 
     async def count_events(self, store_id: str | None, kind: str | None) -> int:
         """How many stored events match, from the counts ingest keeps."""
