@@ -6,7 +6,7 @@ import sys
 
 from bench.render import render
 
-BENCHMARKS = ["outbox", "drain", "coupons", "console", "config"]
+BENCHMARKS = ["outbox", "drain", "coupons", "console", "config", "cloud_ingest", "fleet"]
 
 
 def main(argv: list[str] | None = None) -> int:

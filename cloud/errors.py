@@ -2,10 +2,10 @@
 
 CloudError
 ├── UsageError (ValueError)        bad setting or argument (DB URL, store id): fix the call
-│   └── UnsupportedBackendError    the URL names a backend this build cannot use yet
 ├── Unavailable                    retry the same request after `retry_after` s (HTTP 503)
 │   ├── StorageError               the database failed or is closed
-│   └── Overloaded                 too many batches in flight
+│   └── Overloaded                 too many batches in flight, or no DB connection free
+├── RateLimited                    this agent is over its rate: wait `retry_after` s (HTTP 429)
 └── RequestError                   the HTTP caller sent something wrong: fix it, do not resend
     ├── BadRequest                 400
     ├── Unauthorized               401
@@ -27,10 +27,6 @@ class UsageError(CloudError, ValueError):
     """A setting or argument is invalid; the message says which and why."""
 
 
-class UnsupportedBackendError(UsageError):
-    """The database URL names a backend this build does not support yet."""
-
-
 class Unavailable(CloudError):
     """Temporarily unable to serve; the same request may succeed after `retry_after` seconds."""
 
@@ -42,9 +38,25 @@ class StorageError(Unavailable):
 
 
 class Overloaded(Unavailable):
-    """Too much work in flight; refused up front rather than queued without bound."""
+    """Too much work in flight; refused up front rather than queued without bound.
 
-    retry_after = 1
+    Answered with a Retry-After drawn from 1..`retry_after` s (cloud.middleware), so the
+    agents a burst turned away do not all come back in the same second.
+    """
+
+    retry_after = 4
+
+
+class RateLimited(CloudError):
+    """One agent sends faster than its limit; the same request succeeds after `retry_after` s.
+
+    A 429 rather than a 503: the service is fine, this caller must slow down (RFC 6585 §4).
+    """
+
+    def __init__(self, message: str, retry_after: float, reason: str = "rate_limited") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.reason = reason  # the metrics label: rate_limited, heartbeat_too_soon
 
 
 class RequestError(CloudError):

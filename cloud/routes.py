@@ -12,6 +12,7 @@ from cloud.views import (
     health,
     heartbeat,
     ingest,
+    metrics,
 )
 
 
@@ -23,6 +24,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/agent", agent_self.get_agent, name="agent_self")
     app.router.add_post("/v1/token/rotate", agent_self.post_rotate, name="token_rotate")
     app.router.add_get("/api/stores", admin.get_stores, name="stores")
+    app.router.add_post("/api/enroll-codes", admin.post_enroll_code, name="enroll_codes")
     app.router.add_get("/api/stores/{store_id}", admin.get_store, name="store")
     app.router.add_get("/api/events", admin.get_events, name="events_list")
     app.router.add_get("/api/events/count", admin.get_events_count, name="events_count")
@@ -30,6 +32,7 @@ def setup_routes(app: web.Application) -> None:
         "/api/agents/{agent_id}/revoke", admin.post_revoke_agent, name="revoke_agent"
     )
     app.router.add_get("/healthz", health.get_healthz, name="healthz")
+    app.router.add_get("/metrics", metrics.get_metrics, name="metrics")
     setup_coupon_routes(app)
     setup_config_routes(app)
 

@@ -1,7 +1,8 @@
 """The cloud in-process: start it on a loopback port, issue codes, stop it (demo and tests)."""
 
+import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
 from aiohttp import web
@@ -9,9 +10,10 @@ from aiohttp import web
 from cloud.app import create_app
 from cloud.config import CloudConfig
 from cloud.counters import Counters
+from cloud.errors import UsageError
 from cloud.fleet import DEFAULT_CODE_TTL, issue_enroll_code
 from cloud.keys import COUNTERS, STORAGE
-from cloud.storage import open_storage
+from cloud.storage import check_db_url, open_storage, sqlite_path
 from cloud.storage.base import EnrollCode, Storage
 
 
@@ -88,6 +90,49 @@ async def create_enroll_code(
     storage = await open_storage(db_url)
     try:
         return await issue_enroll_code(storage, store_id, ttl, now)
+    finally:
+        await storage.close()
+
+
+async def migrate_database(db_url: str) -> tuple[int, list[str]]:
+    """Apply pending migrations; the schema version and the steps applied now."""
+    if check_db_url(db_url) == "postgresql":
+        from cloud.storage.postgres import PostgresStorage
+        from cloud.storage.postgres._migrate import load_migrations
+
+        storage = await PostgresStorage.open(db_url, pool_size=1)
+        await storage.close()
+        steps = [f"{m.version:04d}_{m.name}" for m in storage.applied]
+        return load_migrations()[-1].version, steps
+    from cloud.storage._schema import MIGRATIONS, user_version
+    from cloud.storage.sqlite import SqliteStorage
+
+    path = sqlite_path(db_url)
+    before = await asyncio.to_thread(user_version, path)
+    sqlite = await SqliteStorage.open(path)
+    await sqlite.close()
+    return len(MIGRATIONS), [f"{v:04d}" for v in range(before + 1, len(MIGRATIONS) + 1)]
+
+
+async def manage_retention(
+    db_url: str, keep_days: int | None = None, keep_all: bool = False, apply: bool = False
+) -> tuple[int | None, list[tuple[str, int]]]:
+    """Set retention if asked, drop due days if `apply`; the setting and what was dropped."""
+    if check_db_url(db_url) != "postgresql":
+        raise UsageError(
+            "retention needs PostgreSQL: SQLite keeps every event (its event table is also "
+            "the dedupe key, so rows cannot be dropped without losing exactly-once)"
+        )
+    from cloud.storage.postgres import PostgresStorage
+
+    storage = await PostgresStorage.open(db_url, pool_size=1)
+    try:
+        if keep_all:
+            await storage.set_retention(None)
+        elif keep_days is not None:
+            await storage.set_retention(keep_days)
+        dropped = await storage.apply_retention(datetime.now(UTC)) if apply else []
+        return await storage.retention_days(), [(str(d.day), d.events) for d in dropped]
     finally:
         await storage.close()
 

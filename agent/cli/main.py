@@ -10,6 +10,7 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.cli import agent_commands, demo
     from cloud import cli as cloud_cli
     from hardware import cli as hardware_cli
+    from sim import cli as sim_cli
 
     parser = argparse.ArgumentParser(
         prog="storeedge", description="Store-edge agent, cloud ingest and device emulators."
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent_commands.register(commands)
     cloud_cli.register(commands)
     hardware_cli.register(commands)
+    sim_cli.register(commands)
     return parser
 
 

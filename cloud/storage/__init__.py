@@ -2,10 +2,13 @@
 
 from urllib.parse import urlsplit
 
-from cloud.errors import UnsupportedBackendError, UsageError
+from cloud.errors import UsageError
 from cloud.storage.base import Storage
 
-__all__ = ["Storage", "check_db_url", "open_storage", "sqlite_path"]
+__all__ = ["DEFAULT_POOL_SIZE", "Storage", "check_db_url", "open_storage", "sqlite_path"]
+
+DEFAULT_POOL_SIZE = 8  # PostgreSQL connections per replica (cloud.storage.postgres)
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 def sqlite_path(url: str) -> str:
@@ -17,23 +20,26 @@ def sqlite_path(url: str) -> str:
 
 
 def check_db_url(url: str) -> str:
-    """The backend a URL selects (`"sqlite"`), or UsageError saying why it cannot be served."""
+    """The backend a URL selects (`"sqlite"` or `"postgresql"`), or UsageError saying why not."""
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
         sqlite_path(url)
         return scheme
-    if scheme in ("postgresql", "postgres"):
-        raise UnsupportedBackendError(
-            "PostgreSQL storage is not supported yet; use a sqlite:///PATH database URL"
-        )
+    if scheme in _POSTGRES_SCHEMES:
+        if not urlsplit(url).path.strip("/"):
+            raise UsageError(f"invalid PostgreSQL URL {url!r}: name the database, e.g. /storeedge")
+        return "postgresql"
     raise UsageError(
         f"unknown database URL scheme {scheme!r}: expected sqlite:/// or postgresql://"
     )
 
 
-async def open_storage(url: str) -> Storage:
-    """Open the backend named by the URL scheme; UsageError for a URL it cannot serve."""
-    check_db_url(url)
+async def open_storage(url: str, pool_size: int = DEFAULT_POOL_SIZE) -> Storage:
+    """Open (and migrate) the backend named by the URL scheme; UsageError for a bad URL."""
+    if check_db_url(url) == "postgresql":
+        from cloud.storage.postgres import PostgresStorage
+
+        return await PostgresStorage.open(url, pool_size=pool_size)
     from cloud.storage.sqlite import SqliteStorage
 
     return await SqliteStorage.open(sqlite_path(url))

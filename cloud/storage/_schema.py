@@ -78,6 +78,15 @@ MIGRATIONS: tuple[str, ...] = (
     COUPONS_V1,
     # 4: remote business config: settings versions (fleet and per store), agent reports.
     SETTINGS_V1,
+    # 5: rate-limit buckets in the database, like every other piece of state a retry needs.
+    """
+    -- GCRA: `tat` is the bucket's theoretical arrival time in unix seconds (RFC-less, but see
+    -- docs/SCALING.md "Load shedding"); one row per key, one UPDATE per admission.
+    CREATE TABLE rate_limits (
+        key  TEXT PRIMARY KEY,
+        tat  REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 
@@ -107,6 +116,20 @@ def migrate(conn: sqlite3.Connection) -> int:
             conn.execute("ROLLBACK")
             raise
     return len(MIGRATIONS)
+
+
+def user_version(path: str) -> int:
+    """The schema version of the file at `path` (0 when missing or new); blocking."""
+    import os
+
+    if path == ":memory:" or not os.path.exists(path):
+        return 0
+    conn = sqlite3.connect(path)
+    try:
+        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+        return version
+    finally:
+        conn.close()
 
 
 def _statements(script: str) -> list[str]:

@@ -77,6 +77,11 @@ def filter_clauses(store_id: str | None, kind: str | None) -> tuple[list[str], l
     return where, params
 
 
+def prefix_bound(prefix: str) -> str:
+    """The least string above every string starting with `prefix` (ids are ASCII, < 0x7f)."""
+    return prefix + "\x7f"
+
+
 def refusal(conn: sqlite3.Connection, code_hash: str) -> EnrollmentRefused:
     """Why a code could not be spent: unknown, used or expired."""
     row = conn.execute(

@@ -32,6 +32,7 @@ class SqliteThread:
         self._ready: asyncio.Future[None] | None = None
         self._stopped: asyncio.Future[None] | None = None
         self._closing = False
+        self.pending = 0  # calls queued or running, for the pool gauges
 
     async def async_start(self) -> None:
         """Start the thread and open the connection; raise StorageError if it cannot open."""
@@ -47,10 +48,13 @@ class SqliteThread:
             raise StorageError("storage is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._jobs.put((fn, future))
+        self.pending += 1
         try:
             return await future
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite: {exc}") from exc
+        finally:
+            self.pending -= 1
 
     async def async_close(self) -> None:
         """Finish queued work, close the connection and end the thread; idempotent."""

@@ -1,4 +1,4 @@
-"""The storage interface every backend implements (SQLite now, PostgreSQL later).
+"""The storage interface every backend implements (SQLite by default, PostgreSQL at scale).
 
 Views never see SQL: they call these coroutines with plain values and get frozen records back.
 Contract points a backend must keep:
@@ -8,13 +8,16 @@ Contract points a backend must keep:
   skips a row committed later with a smaller cursor. SQLite's single writer gives this for
   free; PostgreSQL sequences do not (commit order ≠ nextval order), so that backend must
   serialize cursor assignment or hold back rows newer than the oldest open transaction.
-- Failures surface as `StorageError`; refusals the caller caused as `RequestError`s.
+- Nothing a retry depends on lives in the process: enrollment codes, rate-limit buckets and
+  heartbeat intervals are rows, so any replica over the same database answers the same way.
+- Failures surface as `StorageError` (a pool too busy to lend a connection as `Overloaded`);
+  refusals the caller caused as `RequestError`s.
 - Times go in and out as aware UTC datetimes.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 
@@ -56,6 +59,46 @@ class EventFilter:
     since: datetime | None = None
     after: int | None = None
     limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFilter:
+    """Which stores to list: a keyset page after store id `after`, optionally narrowed.
+
+    `prefix` keeps store ids starting with it; `silent_since` keeps stores whose newest
+    heartbeat is older than it (or that never sent one), the console's "offline" view.
+    """
+
+    after: str | None = None
+    prefix: str | None = None
+    silent_since: datetime | None = None
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A GCRA limit on one key: `rate` units per second sustained, bursts of up to `burst`."""
+
+    rate: float
+    burst: float
+
+
+@dataclass(frozen=True, slots=True)
+class FleetStats:
+    """Fleet-wide gauges for /metrics."""
+
+    stores: int
+    agents: int
+    agents_online: int
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUsage:
+    """Database connections right now: open, busy, and callers waiting for one."""
+
+    size: int
+    busy: int
+    waiting: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,16 +215,25 @@ class Storage(Protocol):
     async def revoke_agent(self, agent_id: str, now: datetime) -> bool:
         """Revoke an agent's token; True when an active agent was revoked."""
 
-    async def record_heartbeat(self, agent_id: str, heartbeat: HeartbeatRecord) -> None:
-        """Keep `heartbeat` as the agent's latest."""
+    async def record_heartbeat(
+        self, agent_id: str, heartbeat: HeartbeatRecord, min_interval: timedelta = timedelta(0)
+    ) -> bool:
+        """Keep `heartbeat` as the agent's latest; False (nothing stored) when the previous one
+        is younger than `min_interval`."""
+
+    async def admit(self, key: str, cost: float, limit: RateLimit, now: datetime) -> float:
+        """Charge `cost` units to `key`'s bucket: 0.0 when admitted, else the seconds to wait.
+
+        A refused request is not charged. `cost` must not exceed `limit.burst`.
+        """
 
     async def ingest(
         self, agent: AgentIdentity, rows: Sequence[EventRow], received_at: datetime
     ) -> list[bool]:
         """Store a batch in one transaction; per row True = newly stored, False = duplicate."""
 
-    async def list_stores(self) -> list[StoreSummary]:
-        """Every store, ordered by id."""
+    async def list_stores(self, query: StoreFilter | None = None) -> list[StoreSummary]:
+        """Up to `query.limit` stores matching the filter, ordered by id."""
 
     async def get_store(self, store_id: str) -> StoreDetail | None:
         """One store with its agents, or None when unknown."""
@@ -191,3 +243,12 @@ class Storage(Protocol):
 
     async def count_events(self, store_id: str | None, kind: str | None) -> int:
         """How many events match (`since`/`after` do not apply)."""
+
+    async def fleet_stats(self, online_since: datetime) -> FleetStats:
+        """Store and active-agent counts; online = heartbeat received at or after `online_since`."""
+
+    def pool_usage(self) -> PoolUsage:
+        """Connection use right now, without I/O (read at every /metrics scrape)."""
+
+    async def maintain(self, now: datetime) -> None:
+        """Periodic upkeep (partitions ahead, retention); cheap when nothing is due."""

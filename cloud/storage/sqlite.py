@@ -2,12 +2,13 @@
 
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
 from cloud.errors import EnrollmentRefused
+from cloud.storage._gcra import gcra
 from cloud.storage._schema import migrate
 from cloud.storage._sqlite_sql import (
     AGENT_COLUMNS,
@@ -17,6 +18,7 @@ from cloud.storage._sqlite_sql import (
     agent_from_row,
     filter_clauses,
     from_us,
+    prefix_bound,
     refusal,
     summary_from_row,
     to_us,
@@ -27,9 +29,13 @@ from cloud.storage.base import (
     AgentIdentity,
     EventFilter,
     EventRow,
+    FleetStats,
     HeartbeatRecord,
+    PoolUsage,
+    RateLimit,
     StoreDetail,
     StoredEvent,
+    StoreFilter,
     StoreSummary,
 )
 
@@ -215,25 +221,51 @@ class SqliteStorage:
 
         return await self._thread.run(work)
 
-    async def record_heartbeat(self, agent_id: str, heartbeat: HeartbeatRecord) -> None:
-        """Keep `heartbeat` as the agent's latest."""
+    async def record_heartbeat(
+        self, agent_id: str, heartbeat: HeartbeatRecord, min_interval: timedelta = timedelta(0)
+    ) -> bool:
+        """Keep `heartbeat` as the agent's latest unless the previous one is too recent."""
+        received_us = to_us(heartbeat.received_at)
         params = (
             orjson.dumps(heartbeat.body).decode(),
-            to_us(heartbeat.received_at),
+            received_us,
             heartbeat.backlog_events,
             heartbeat.oldest_unsynced_age_s,
             agent_id,
+            received_us - min_interval // timedelta(microseconds=1),
         )
 
-        def work(conn: sqlite3.Connection) -> None:
+        def work(conn: sqlite3.Connection) -> bool:
             with write(conn):
-                conn.execute(
+                # The interval check is in the WHERE clause: one statement, and the answer is
+                # the same whichever replica (or process) the heartbeat reaches.
+                cursor = conn.execute(
                     "UPDATE agents SET heartbeat = ?, heartbeat_at = ?, backlog_events = ?,"
-                    " oldest_unsynced_age_s = ? WHERE agent_id = ?",
+                    " oldest_unsynced_age_s = ? WHERE agent_id = ?"
+                    " AND (heartbeat_at IS NULL OR heartbeat_at <= ?)",
                     params,
                 )
+            return cursor.rowcount == 1
 
-        await self._thread.run(work)
+        return await self._thread.run(work)
+
+    async def admit(self, key: str, cost: float, limit: RateLimit, now: datetime) -> float:
+        """Charge `cost` to `key`'s GCRA bucket: 0.0 when admitted, else seconds to wait."""
+        now_s = now.timestamp()
+
+        def work(conn: sqlite3.Connection) -> float:
+            with write(conn):
+                row = conn.execute("SELECT tat FROM rate_limits WHERE key = ?", (key,)).fetchone()
+                new_tat, wait = gcra(None if row is None else row[0], now_s, cost, limit)
+                if new_tat is not None:
+                    conn.execute(
+                        "INSERT INTO rate_limits (key, tat) VALUES (?, ?)"
+                        " ON CONFLICT (key) DO UPDATE SET tat = excluded.tat",
+                        (key, new_tat),
+                    )
+            return wait
+
+        return await self._thread.run(work)
 
     async def ingest(
         self, agent: AgentIdentity, rows: Sequence[EventRow], received_at: datetime
@@ -281,12 +313,29 @@ class SqliteStorage:
 
         return await self._thread.run(work)
 
-    async def list_stores(self) -> list[StoreSummary]:
-        """Every store with its fleet aggregates, ordered by id."""
+    async def list_stores(self, query: StoreFilter | None = None) -> list[StoreSummary]:
+        """A keyset page of stores with their fleet aggregates, ordered by id."""
+        query = query or StoreFilter()
+        where: list[str] = []
+        params: list[Any] = []
+        if query.after is not None:
+            where.append("s.store_id > ?")
+            params.append(query.after)
+        if query.prefix:
+            where.append("s.store_id >= ? AND s.store_id < ?")
+            params += [query.prefix, prefix_bound(query.prefix)]
+        sql = STORE_SUMMARY
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " GROUP BY s.store_id"
+        if query.silent_since is not None:
+            sql += " HAVING coalesce(MAX(a.heartbeat_at), -1) < ?"
+            params.append(to_us(query.silent_since))
+        sql += " ORDER BY s.store_id LIMIT ?"
+        params.append(query.limit)
 
         def work(conn: sqlite3.Connection) -> list[StoreSummary]:
-            sql = STORE_SUMMARY + " GROUP BY s.store_id ORDER BY s.store_id"
-            return [summary_from_row(row) for row in conn.execute(sql)]
+            return [summary_from_row(row) for row in conn.execute(sql, params)]
 
         return await self._thread.run(work)
 
@@ -344,6 +393,28 @@ class SqliteStorage:
             return count
 
         return await self._thread.run(work)
+
+    async def fleet_stats(self, online_since: datetime) -> FleetStats:
+        """Store and active-agent counts, and agents heard from since `online_since`."""
+
+        def work(conn: sqlite3.Connection) -> FleetStats:
+            (stores,) = conn.execute("SELECT count(*) FROM stores").fetchone()
+            agents, online = conn.execute(
+                "SELECT count(*), coalesce(sum(heartbeat_at >= ?), 0) FROM agents"
+                " WHERE revoked_at IS NULL",
+                (to_us(online_since),),
+            ).fetchone()
+            return FleetStats(stores=stores, agents=agents, agents_online=online)
+
+        return await self._thread.run(work)
+
+    def pool_usage(self) -> PoolUsage:
+        """One connection: busy while a call runs, the rest of the queue waiting."""
+        pending = self._thread.pending
+        return PoolUsage(size=1, busy=min(pending, 1), waiting=max(pending - 1, 0))
+
+    async def maintain(self, now: datetime) -> None:
+        """Nothing is due: one file, no partitions, and dedupe needs every row kept."""
 
     def _connect(self) -> sqlite3.Connection:
         # Runs on the storage thread: the connection never leaves it.

@@ -2,26 +2,42 @@
 
 import functools
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 from cloud.auth import require_admin
 from cloud.errors import BadRequest, NotFound, UsageError
-from cloud.fleet import validate_id
+from cloud.fleet import DEFAULT_CODE_TTL, issue_enroll_code, validate_id
 from cloud.keys import AGENT_AUTH, CONFIG, STORAGE
 from cloud.responses import iso, json_response
-from cloud.storage.base import AgentDetail, EventFilter, StoreSummary
+from cloud.storage.base import AgentDetail, EventFilter, StoreFilter, StoreSummary
+from cloud.views._body import read_model
 from protocol.events import KIND_FOR_PAYLOAD
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+# Stores per page of GET /api/stores when the caller does not say: a whole small fleet in
+# one answer, and a bounded one for 100,000 stores (follow `next_after`).
+DEFAULT_STORE_LIMIT = 1000
+MAX_SILENT_S = 10 * 365 * 86400  # silent_for_s above ten years is a typo, not a query
 MAX_CURSOR = 2**63 - 1  # SQLite INTEGER / PostgreSQL bigint
 KNOWN_KINDS = frozenset(KIND_FOR_PAYLOAD.values())
 
 View = Callable[[web.Request], Awaitable[web.Response]]
+MAX_CODE_TTL_S = 30 * 86400  # a code meant for a store visit, not a standing credential
+
+
+class EnrollCodeRequest(BaseModel):
+    """POST /api/enroll-codes body."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store_id: Annotated[str, Field(max_length=64)]
+    ttl_s: Annotated[float, Field(gt=0, le=MAX_CODE_TTL_S)] | None = None
 
 
 def admin_only(view: View) -> View:
@@ -37,9 +53,50 @@ def admin_only(view: View) -> View:
 
 @admin_only
 async def get_stores(request: web.Request) -> web.Response:
-    """200 `{"stores": [...]}`, one fleet summary per store."""
-    stores = await request.app[STORAGE].list_stores()
-    return json_response({"stores": [_summary(store) for store in stores]})
+    """200 `{"stores": [...], "next_after": id | None}`: a page of fleet summaries by id.
+
+    `?after=ID` continues a listing, `prefix=` keeps ids starting with it, `silent_for_s=N`
+    keeps stores with no heartbeat in the last N seconds, `limit=` (1..1000) sizes the page.
+    """
+    query = request.rel_url.query
+    limit_arg = _int(query.get("limit"), "limit", 1, MAX_LIMIT)
+    limit = DEFAULT_STORE_LIMIT if limit_arg is None else limit_arg
+    silent_for = _int(query.get("silent_for_s"), "silent_for_s", 0, MAX_SILENT_S)
+    store_filter = StoreFilter(
+        after=_optional_id(query.get("after"), "after"),
+        prefix=_optional_id(query.get("prefix"), "prefix"),
+        silent_since=None
+        if silent_for is None
+        else datetime.now(UTC) - timedelta(seconds=silent_for),
+        limit=limit + 1,  # one extra row says whether another page exists
+    )
+    stores = await request.app[STORAGE].list_stores(store_filter)
+    page = stores[:limit]
+    next_after = page[-1].store_id if len(stores) > limit else None
+    return json_response({"stores": [_summary(store) for store in page], "next_after": next_after})
+
+
+@admin_only
+async def post_enroll_code(request: web.Request) -> web.Response:
+    """200 `{code, store_id, expires_at, store_created}`: a single-use code, store made if new.
+
+    The HTTP twin of `storeedge cloud enroll-code`, for scripts and the fleet simulator that
+    have the admin token but no database access.
+    """
+    body = await read_model(request, EnrollCodeRequest)
+    ttl = DEFAULT_CODE_TTL if body.ttl_s is None else timedelta(seconds=body.ttl_s)
+    try:
+        issued = await issue_enroll_code(request.app[STORAGE], body.store_id, ttl)
+    except UsageError as exc:
+        raise BadRequest(f"store_id: {exc}", key="bad_store_id") from exc
+    return json_response(
+        {
+            "code": issued.code,
+            "store_id": issued.store_id,
+            "expires_at": iso(issued.expires_at),
+            "store_created": issued.store_created,
+        }
+    )
 
 
 @admin_only

@@ -172,7 +172,7 @@ async def test_storage_failure_in_a_view_is_503_with_retry_after(
 
 
 async def test_unexpected_error_is_an_opaque_json_500(
-    aiohttp_client: AiohttpClient, config: CloudConfig
+    config: CloudConfig, aiohttp_client: AiohttpClient
 ) -> None:
     async def boom(request: web.Request) -> web.Response:
         raise RuntimeError("secret internal detail")

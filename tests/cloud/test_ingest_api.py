@@ -191,7 +191,7 @@ async def test_too_many_batches_in_flight_is_503_with_retry_after(
     finally:
         gate.in_flight = 0
     assert status_response.status == 503
-    assert status_response.headers["Retry-After"] == "1"
+    assert 1 <= int(status_response.headers["Retry-After"]) <= 4  # spread, see Overloaded
     assert (await status_response.json())["error"].startswith("busy: ")
     status, _ = await post_events(client, agent, [agent.event(1)])
     assert status == 200

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud.errors import EnrollmentRefused, StorageError, UnsupportedBackendError, UsageError
+from cloud.errors import EnrollmentRefused, StorageError, UsageError
 from cloud.fleet import issue_enroll_code
 from cloud.storage import open_storage, sqlite_path
 from cloud.storage._schema import MIGRATIONS
@@ -138,8 +138,8 @@ async def test_open_storage_picks_the_backend_by_scheme(tmp_path: Path) -> None:
     storage = await open_storage(f"sqlite:///{tmp_path / 'x.db'}")
     await storage.ping()
     await storage.close()
-    with pytest.raises(UnsupportedBackendError, match="PostgreSQL storage is not supported yet"):
-        await open_storage("postgresql://user@db/storeedge")
+    with pytest.raises(UsageError, match="name the database"):
+        await open_storage("postgresql://user@db")
     with pytest.raises(UsageError, match="unknown database URL scheme"):
         await open_storage("mysql://db/storeedge")
 

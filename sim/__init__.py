@@ -1,0 +1,1 @@
+"""Fleet simulator: thousands of virtual agents against a cloud (`storeedge sim fleet`)."""

@@ -1,0 +1,155 @@
+"""PostgreSQL backend beyond the shared contract: migrations, partitions, retention, cursors."""
+
+import asyncio
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from cloud.credentials import hash_code
+from cloud.errors import StorageError
+from cloud.fleet import issue_enroll_code
+from cloud.storage.base import AgentIdentity, EventFilter, EventRow
+from cloud.storage.postgres import PostgresStorage
+from cloud.storage.postgres._migrate import load_migrations
+from cloud.storage.postgres._partitions import DAYS_AHEAD, attached_days, day_of
+from protocol.ids import uuid7_str
+
+NOW = datetime.now(UTC)
+AGENT = AgentIdentity("agt-1", "store-1")
+
+
+def rows(event_ids: list[str], when: datetime = NOW) -> list[EventRow]:
+    return [
+        EventRow(event_id, seq, "scanner", "scan", when, b"{}")
+        for seq, event_id in enumerate(event_ids, start=1)
+    ]
+
+
+async def open_enrolled(url: str) -> PostgresStorage:
+    storage = await PostgresStorage.open(url)
+    issued = await issue_enroll_code(storage, AGENT.store_id, now=NOW)
+    await storage.enroll(hash_code(issued.code), AGENT.agent_id, "th", {}, NOW)
+    return storage
+
+
+async def test_migrations_apply_once_even_when_replicas_start_together(postgres_url: str) -> None:
+    opened = await asyncio.gather(*(PostgresStorage.open(postgres_url) for _ in range(3)))
+    try:
+        applied = sorted(len(s.applied) for s in opened)
+        assert applied == [0, 0, len(load_migrations())]
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")]
+        finally:
+            await conn.close()
+        assert sorted(versions) == list(range(1, len(load_migrations()) + 1))
+    finally:
+        for storage in opened:
+            await storage.close()
+
+
+async def test_a_newer_schema_is_refused(postgres_url: str) -> None:
+    storage = await PostgresStorage.open(postgres_url)
+    await storage.close()
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute("INSERT INTO schema_migrations (version, name) VALUES (99, 'future')")
+    finally:
+        await conn.close()
+    with pytest.raises(StorageError, match="schema version 99 is newer than this build"):
+        await PostgresStorage.open(postgres_url)
+
+
+async def test_maintenance_keeps_partitions_ahead(postgres_url: str) -> None:
+    storage = await PostgresStorage.open(postgres_url)
+    try:
+        await storage.maintain(NOW)
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            days = await attached_days(conn)
+        finally:
+            await conn.close()
+        today = day_of(NOW)
+        assert days == [today + timedelta(days=n) for n in range(-1, DAYS_AHEAD + 1)]
+    finally:
+        await storage.close()
+
+
+async def test_retention_drops_old_days_but_dedupe_outlives_them(postgres_url: str) -> None:
+    storage = await open_enrolled(postgres_url)
+    try:
+        old_ids, new_ids = [uuid7_str() for _ in range(4)], [uuid7_str() for _ in range(3)]
+        long_ago = NOW - timedelta(days=40)
+        # No partition exists for that day: ingest makes it rather than fail.
+        assert await storage.ingest(AGENT, rows(old_ids), long_ago) == [True] * 4
+        assert await storage.ingest(AGENT, rows(new_ids), NOW) == [True] * 3
+        assert await storage.count_events(AGENT.store_id, None) == 7
+
+        await storage.set_retention(30)
+        assert await storage.retention_days() == 30
+        (dropped,) = await storage.apply_retention(NOW)
+        assert (dropped.day, dropped.events) == (day_of(long_ago), 4)
+        assert await storage.apply_retention(NOW) == []
+
+        assert await storage.count_events(AGENT.store_id, "scan") == 3
+        assert len(await storage.list_events(EventFilter())) == 3
+        detail = await storage.get_store(AGENT.store_id)
+        assert detail is not None
+        assert detail.summary.events_total == 3
+        assert detail.agents[0].events_total == 3
+        # A retry of a dropped event years later is still a duplicate, never stored again.
+        assert await storage.ingest(AGENT, rows(old_ids), NOW) == [False] * 4
+        await storage.set_retention(None)
+        assert await storage.retention_days() is None
+    finally:
+        await storage.close()
+
+
+async def test_listing_holds_back_rows_an_older_open_transaction_could_precede(
+    postgres_url: str,
+) -> None:
+    storage = await open_enrolled(postgres_url)
+    blocker = await asyncpg.connect(postgres_url)
+    try:
+        first = uuid7_str()
+        await storage.ingest(AGENT, rows([first]), NOW)
+        # An open transaction with an xid, as a slow ingest on another replica would be:
+        # rows committed after it started may get larger cursors than the rows it will add.
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.fetchval("SELECT pg_current_xact_id()")
+        await storage.ingest(AGENT, rows([uuid7_str()]), NOW)
+        visible = await storage.list_events(EventFilter())
+        assert len(visible) == 1  # the newer row waits until the older transaction ends
+        await transaction.commit()
+        after = await storage.list_events(EventFilter(after=visible[-1].cursor))
+        assert len(after) == 1
+        assert await storage.count_events(None, None) == 2
+    finally:
+        await blocker.close()
+        await storage.close()
+
+
+def test_migrate_and_retention_commands(postgres_url: str) -> None:
+    storeedge = [sys.executable, "-m", "agent.cli.main", "cloud"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*storeedge, *args], capture_output=True, text=True, timeout=60)
+
+    first = run("migrate", "--db", postgres_url)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == f"schema version {len(load_migrations())}\n"
+    assert "applied 0001_fleet" in first.stderr
+    again = run("migrate", "--db", postgres_url)
+    assert "nothing to apply" in again.stderr
+    keep = run("retention", "--db", postgres_url, "--keep-days", "90", "--apply")
+    assert keep.returncode == 0, keep.stderr
+    assert keep.stdout == "retention: keep 90 days\n"
+    shown = run("retention", "--db", postgres_url)
+    assert shown.stdout == "retention: keep 90 days\n"
+    sqlite = run("retention", "--db", "sqlite:///x.db")
+    assert sqlite.returncode == 2
+    assert "retention needs PostgreSQL" in sqlite.stderr
