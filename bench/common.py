@@ -46,6 +46,13 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
+def ratio(value: float, base: float, style: str) -> str:
+    """`value` against `base` as "17%" (style "%") or "5.2×" (style "×")."""
+    if base <= 0:
+        return "n/a"
+    return f"{value / base:.0%}" if style == "%" else f"{value / base:.1f}×"
+
+
 def rss_mb() -> float:
     """Peak resident set size of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
