@@ -30,7 +30,9 @@ from agent.credentials import enroll
 from agent.outbox import Identity, Outbox
 from agent.remote_config.poller import ConfigPoller
 from bench.common import percentiles, report
-from bench.drain import _cli, _free_port, _wait_http
+from bench.processes import cli as _cli
+from bench.processes import free_port as _free_port
+from bench.processes import wait_http as _wait_http
 from protocol.coupon_events import (
     BusinessConfig,
     CampaignPolicy,
