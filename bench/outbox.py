@@ -87,9 +87,9 @@ def persist_queue_rate(path: Path, events: int, threads: int) -> float:
     return per_thread * threads / elapsed
 
 
-async def outbox_rate(path: Path, events: int, producers: int) -> float:
-    """`producers` concurrent tasks append until `events` are durable; events/s."""
-    outbox = await Outbox.open(path, IDENTITY)
+async def outbox_rate(path: Path, events: int, producers: int, synchronous: str = "FULL") -> float:
+    """`producers` concurrent tasks append until `events` are committed; events/s."""
+    outbox = await Outbox.open(path, IDENTITY, synchronous=synchronous)
     per_producer = events // producers
 
     async def produce() -> None:
