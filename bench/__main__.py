@@ -5,10 +5,8 @@ import importlib
 import sys
 import time
 
-from bench.common import load
+from bench.common import BENCHMARKS, load
 from bench.render import render
-
-BENCHMARKS = ["outbox", "drain", "backlog", "coupons", "peer", "console", "config"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 RESULTS = Path(__file__).with_name("results")
+# Every benchmark, in the order they run and appear in docs/BENCHMARKS.md (issue 9's table).
+BENCHMARKS = ["outbox", "drain", "backlog", "coupons", "peer", "console", "config"]
 
 
 def machine() -> dict[str, Any]:

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS
+from bench.common import BENCHMARKS, RESULTS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 PREAMBLE = Path(__file__).with_name("PREAMBLE.md")
@@ -13,7 +13,8 @@ PREAMBLE = Path(__file__).with_name("PREAMBLE.md")
 def render() -> Path:
     """Write docs/BENCHMARKS.md: the preamble, then one table per results file."""
     parts = [PREAMBLE.read_text() if PREAMBLE.exists() else "# Benchmarks\n"]
-    results = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))]
+    results = [json.loads(path.read_text()) for path in RESULTS.glob("*.json")]
+    results.sort(key=lambda data: _order(data["name"]))
     headline = summary(results)
     if headline:
         parts.append(headline)
@@ -43,6 +44,10 @@ def _section(data: dict[str, Any]) -> str:
     if "verdict" in data:
         lines += ["", f"Verdict: {data['verdict']}"]
     return "\n".join(lines) + "\n"
+
+
+def _order(name: str) -> tuple[int, str]:
+    return (BENCHMARKS.index(name) if name in BENCHMARKS else len(BENCHMARKS), name)
 
 
 def _markdown_table(rows: list[dict[str, Any]]) -> list[str]:
