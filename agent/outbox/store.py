@@ -133,7 +133,8 @@ class OutboxStore:
                 results.append(AppendResult(seq=seq))
             if rows:
                 self.conn.executemany("INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?)", rows)
-                self.conn.executemany("INSERT INTO capture_keys VALUES (?, ?, ?)", keys)
+                if keys:
+                    self.conn.executemany("INSERT INTO capture_keys VALUES (?, ?, ?)", keys)
                 self.conn.execute(
                     "UPDATE meta SET value = ? WHERE key = 'next_seq'", (str(self.next_seq),)
                 )
