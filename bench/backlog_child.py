@@ -6,7 +6,6 @@ capture and drain rates at growing backlogs, then the whole backlog drained, and
 
 import asyncio
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -15,9 +14,10 @@ from typing import Any
 from agent.outbox import Identity, Outbox
 from agent.sync.client import Credentials, IngestClient
 from agent.sync.drain import DrainWorker
+from bench.memory import rss_now_mb, rss_peak_mb
 from protocol import ScanPayload
 
-# bench/outbox's scan, repeated: importing bench/ would load rich and count in the RSS.
+# bench/outbox's scan, repeated: importing bench.outbox would load rich and count in the RSS.
 PAYLOAD = ScanPayload(
     raw_b64="XUUwNDAwNjM4MTMzMzkzMQ==",
     text="4006381333931",
@@ -29,23 +29,6 @@ PRODUCERS = 200  # as bench/outbox: concurrent captures, so group commit works a
 FILL_BURST = 1000
 POLL_S = 0.02
 BATCH = 500
-
-
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def rss_now_mb() -> float:
-    """Current resident set size (VmRSS), in MB."""
-    return _status_mb("VmRSS")
-
-
-def rss_peak_mb() -> float:
-    """Peak resident set size so far (VmHWM), in MB."""
-    return _status_mb("VmHWM")
 
 
 async def fill_to(outbox: Outbox, backlog: int) -> None:

@@ -3,7 +3,6 @@
 import json
 import os
 import platform
-import resource
 import sqlite3
 import statistics
 import sys
@@ -53,11 +52,6 @@ def ratio(value: float, base: float, style: str) -> str:
     if base <= 0:
         return "n/a"
     return f"{value / base:.0%}" if style == "%" else f"{value / base:.1f}×"
-
-
-def rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def report(

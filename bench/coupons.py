@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "benchmark": "coupon verify + ledger + durable event (offline)",
                 "figure": f"p99 {offline['p99_ms']:.2f} ms",
                 "compared_with": f"the durable append alone, p99 {rows[1]['p99_ms']:.2f} ms",
-                "ratio": rows[1]["vs_offline_p99"],
+                "ratio": f"{offline['p99_ms'] / rows[1]['p99_ms']:.2f}× the append alone",
                 "goal": f"p99 ≤ {GOAL_P99_MS:g} ms",
                 "met": ok,
             }

@@ -9,7 +9,6 @@ peak RSS and where each batch's time went. `… --latency RATE SECONDS`: capture
 import asyncio
 import functools
 import json
-import resource
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ import agent.sync.drain as drain_module
 from agent.outbox import Identity, Outbox
 from agent.sync.client import Credentials, IngestClient
 from agent.sync.drain import DrainWorker
+from bench.memory import rss_peak_mb
 
 T = TypeVar("T")
 
@@ -133,7 +133,7 @@ def main(argv: list[str]) -> None:
         )
     else:
         result = asyncio.run(drain(Path(path), credentials, int(batch)))
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = rss_peak_mb()
     print(json.dumps(result))
 
 
