@@ -28,7 +28,12 @@ unit: venv
 
 test: lint typecheck unit
 
-bench: venv
+# The bench extra (persist-queue, thingsboard-gateway, py-spy) goes into the same .venv.
+$(VENV)/.bench-extra: pyproject.toml $(BIN)/storeedge
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $@
+
+bench: venv $(VENV)/.bench-extra
 	$(BIN)/python -m bench
 
 clean:

@@ -3,10 +3,10 @@
 import argparse
 import importlib
 import sys
+import time
 
+from bench.common import BENCHMARKS, load
 from bench.render import render
-
-BENCHMARKS = ["outbox", "drain", "coupons", "console", "config", "cloud_ingest", "fleet"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,8 +20,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {BENCHMARKS}")
     if not args.render_only:
         for name in args.names or BENCHMARKS:
-            print(f"== bench/{name}", flush=True)
+            print(f"== bench/{name} (load average {load()})", flush=True)
+            started = time.monotonic()
             importlib.import_module(f"bench.{name}").main([])
+            print(f"== bench/{name} took {time.monotonic() - started:.0f} s", flush=True)
     path = render()
     print(f"wrote {path}")
     return 0

@@ -3,7 +3,6 @@
 import json
 import os
 import platform
-import resource
 import sqlite3
 import statistics
 import sys
@@ -15,6 +14,18 @@ from rich.console import Console
 from rich.table import Table
 
 RESULTS = Path(__file__).with_name("results")
+# Every benchmark, in the order they run and appear in docs/BENCHMARKS.md (issue 9's table).
+BENCHMARKS = [
+    "outbox",
+    "drain",
+    "backlog",
+    "coupons",
+    "peer",
+    "console",
+    "config",
+    "cloud_ingest",
+    "fleet",
+]
 
 
 def machine() -> dict[str, Any]:
@@ -46,26 +57,48 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def ratio(value: float, base: float, style: str) -> str:
+    """`value` against `base` as "17%" (style "%") or "5.2×" (style "×")."""
+    if base <= 0:
+        return "n/a"
+    return f"{value / base:.0%}" if style == "%" else f"{value / base:.1f}×"
 
 
-def report(name: str, title: str, rows: list[dict[str, Any]], extra: dict[str, Any]) -> Path:
-    """Print `rows` as a table and write them with machine facts to results/<name>.json."""
+def report(
+    name: str,
+    title: str,
+    rows: list[dict[str, Any]],
+    extra: dict[str, Any],
+    tables: dict[str, list[dict[str, Any]]] | None = None,
+) -> Path:
+    """Print `rows` (and any further `tables`, by title) and write them with machine facts
+    to results/<name>.json."""
+    console = Console(width=200)
+    for heading, table_rows in {title: rows, **(tables or {})}.items():
+        console.print(_table(heading, table_rows))
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    data = {"name": name, "machine": machine(), "load": load(), "rows": rows, **extra}
+    if tables:
+        data["tables"] = tables
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def load() -> str:
+    """The 1/5/15-minute load averages when the run ended: a busy machine's figures are low."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def _table(title: str, rows: list[dict[str, Any]]) -> Table:
     table = Table(title=title)
     columns = list(dict.fromkeys(key for row in rows for key in row))
     for column in columns:
         table.add_column(column, justify="right" if column != "what" else "left")
     for row in rows:
         table.add_row(*(_fmt(row.get(column, "")) for column in columns))
-    Console(width=200).print(table)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(
-        json.dumps({"name": name, "machine": machine(), "rows": rows, **extra}, indent=2) + "\n"
-    )
-    return path
+    return table
 
 
 def _fmt(value: Any) -> str:

@@ -3,18 +3,20 @@
 No aiohttp and no storage here, so the hot path is testable and measurable on its own.
 """
 
+import contextlib
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
+import msgspec
 import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from cloud.errors import BadRequest, PayloadTooLarge, UnsupportedEncoding
 from cloud.storage.base import AgentIdentity, EventRow
 from protocol.constants import MAX_BATCH_EVENTS, MAX_EVENT_BYTES
-from protocol.events import EVENT_ADAPTER
+from protocol.events import EVENT_ADAPTER, Event
 
 MISMATCH_REASON = "agent_id/store_id do not match credentials"
 MAX_INT64 = 2**63 - 1  # SQLite INTEGER, PostgreSQL bigint
@@ -56,23 +58,43 @@ def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
     return body
 
 
-def parse_batch(body: bytes) -> list[Any]:
-    """The `events` list of a `{"events": [...]}` body, or BadRequest naming what is wrong."""
+class _Batch(msgspec.Struct, forbid_unknown_fields=True):
+    events: list[msgspec.Raw]
+
+
+# msgspec splits the body into each event's raw JSON without building a Python object for
+# it: the bytes are validated once, by pydantic-core, and stored as the agent sent them.
+_BATCH_DECODER = msgspec.json.Decoder(_Batch)
+_EVENTS_ADAPTER: TypeAdapter[list[Any]] = TypeAdapter(list[Event])
+
+
+def parse_batch(body: bytes) -> list[bytes]:
+    """Each event's JSON bytes of a `{"events": [...]}` body, or BadRequest naming the fault."""
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}", key="not_json") from exc
-    if not isinstance(data, dict) or not isinstance(events := data.get("events"), list):
-        raise BadRequest('body must be a JSON object {"events": [...]}', key="not_batch")
-    if len(data) != 1:
-        raise BadRequest('body must have only the key "events"', key="not_batch")
+        events = _BATCH_DECODER.decode(body).events
+    except msgspec.DecodeError:
+        _refuse_body(body)  # the slow path, only for bad bodies, words the reason
     if not events:
         raise BadRequest("batch is empty", key="empty_batch")
     if len(events) > MAX_BATCH_EVENTS:
         raise BadRequest(
             f"batch has {len(events)} events, more than {MAX_BATCH_EVENTS}", key="batch_too_long"
         )
-    return events
+    return [bytes(raw) for raw in events]
+
+
+def _refuse_body(body: bytes) -> NoReturn:
+    """Raise the BadRequest for a body that is not a well-formed batch."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}", key="not_json") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("events"), list):
+        raise BadRequest('body must be a JSON object {"events": [...]}', key="not_batch")
+    if len(data) != 1:
+        raise BadRequest('body must have only the key "events"', key="not_batch")
+    # orjson and msgspec disagree on this body (e.g. an integer past 64 bits): refuse it whole.
+    raise BadRequest("body is not valid JSON", key="not_json")
 
 
 @dataclass(slots=True)
@@ -92,11 +114,20 @@ class CheckedBatch:
         return [result for result in self.results if result is not None]
 
 
-def check_events(events: list[Any], agent: AgentIdentity) -> CheckedBatch:
-    """Validate each event on its own; valid ones of this agent become rows to store."""
+def check_events(events: Sequence[Any], agent: AgentIdentity) -> CheckedBatch:
+    """Validate each event on its own; valid ones of this agent become rows to store.
+
+    `events` are raw JSON bytes (from `parse_batch`) or already-parsed values.
+    """
+    raws = [item if isinstance(item, bytes) else orjson.dumps(item) for item in events]
     checked = CheckedBatch([], [], [], {})
-    for item in events:
-        verdict = _check(item, agent)
+    models: list[Any] | None = None
+    # One call for the whole batch (the common case: every event valid) spares a call per
+    # event; any failure falls back to per-event verdicts, worded the same way, below.
+    with contextlib.suppress(ValidationError):
+        models = _EVENTS_ADAPTER.validate_json(b"[" + b",".join(raws) + b"]")
+    for index, raw in enumerate(raws):
+        verdict = _check(raw, agent, None if models is None else models[index])
         if isinstance(verdict, EventRow):
             checked.row_slots.append(len(checked.results))
             checked.rows.append(verdict)
@@ -104,22 +135,20 @@ def check_events(events: list[Any], agent: AgentIdentity) -> CheckedBatch:
         else:
             key, reason = verdict
             checked.rejected[key] = checked.rejected.get(key, 0) + 1
-            checked.results.append(_rejected(item, reason))
+            checked.results.append(_rejected(raw, reason))
     return checked
 
 
-def _check(item: Any, agent: AgentIdentity) -> EventRow | tuple[str, str]:
-    if not isinstance(item, dict):
+def _check(body: bytes, agent: AgentIdentity, event: Any) -> EventRow | tuple[str, str]:
+    if body[:1] != b"{":  # msgspec's raw values start at their first byte, never a space
         return "not_object", "event must be a JSON object"
-    body = orjson.dumps(item)
     if len(body) > MAX_EVENT_BYTES:
         return "too_large", f"event is {len(body)} bytes, more than {MAX_EVENT_BYTES}"
-    try:
-        # From the bytes we store anyway: pydantic-core parses JSON in Rust, measured ~25 %
-        # cheaper than validate_python on the dict.
-        event = EVENT_ADAPTER.validate_json(body)
-    except ValidationError as exc:
-        return "invalid", describe(exc)
+    if event is None:
+        try:
+            event = EVENT_ADAPTER.validate_json(body)
+        except ValidationError as exc:
+            return "invalid", describe(exc)
     if event.agent_id != agent.agent_id or event.store_id != agent.store_id:
         return "mismatch", MISMATCH_REASON
     if event.seq > MAX_INT64:
@@ -153,7 +182,11 @@ def describe(exc: ValidationError) -> str:
     return reason[:MAX_REASON_LEN]
 
 
-def _rejected(item: Any, reason: str) -> dict[str, Any]:
+def _rejected(body: bytes, reason: str) -> dict[str, Any]:
+    try:
+        item = orjson.loads(body)
+    except orjson.JSONDecodeError:  # e.g. an integer past 64 bits: no id to echo
+        item = None
     event_id = item.get("event_id") if isinstance(item, dict) else None
     if not isinstance(event_id, str) or len(event_id) > _MAX_ECHO_ID_LEN:
         event_id = None

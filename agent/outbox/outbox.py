@@ -23,7 +23,7 @@ from agent.outbox.records import (
     StoredEvent,
 )
 from agent.outbox.store import OutboxStore
-from agent.outbox.thread import OutboxThread
+from agent.outbox.thread import OutboxReader, OutboxThread
 from protocol.constants import SCHEMA_VERSION
 from protocol.events import KIND_FOR_PAYLOAD
 from protocol.ids import uuid7_str
@@ -40,6 +40,7 @@ class Outbox:
 
     def __init__(self, thread: OutboxThread, path: Path, identity: Identity) -> None:
         self._thread = thread
+        self._reader = OutboxReader(path)
         self._identity = identity
         self._checked_devices: set[str] = set()
         self.path = path
@@ -111,16 +112,19 @@ class Outbox:
     async def read_batch(
         self, max_events: int, max_bytes: int, after: int = 0
     ) -> list[StoredEvent]:
-        """The oldest unsynced events with seq > `after`, in seq order."""
-        batch: list[StoredEvent] = await self._call(
-            lambda store: store.read_batch(max_events, max_bytes, after)
-        )
-        return batch
+        """The oldest unsynced events with seq > `after`, in seq order (committed ones only)."""
+        if self._closed:
+            raise OutboxClosed("outbox is closed")
+        try:
+            return await self._reader.read_batch(max_events, max_bytes, after)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot read the outbox: {exc}") from exc
 
     async def ack(self, seqs: Sequence[int]) -> None:
-        """Delete events the cloud has (accepted or duplicate)."""
-        seqs = list(seqs)
-        await self._call(lambda store: store.ack(seqs))
+        """Delete events the cloud has (accepted or duplicate), with the next group commit."""
+        if self._closed:
+            raise OutboxClosed("outbox is closed")
+        await self._thread.ack(list(seqs))
 
     async def dead_letter(self, rejected: Sequence[tuple[int, str]]) -> None:
         """Move events the cloud rejected, with reasons, to the dead-letter table."""
@@ -155,6 +159,7 @@ class Outbox:
         if self._closed:
             return
         self._closed = True
+        await asyncio.to_thread(self._reader.close)
         await asyncio.to_thread(self._thread.stop)
 
     async def __aenter__(self) -> "Outbox":

@@ -5,12 +5,13 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from agent.outbox.records import PendingEvent
-from agent.outbox.store import OutboxStore, connect
+from agent.outbox.records import PendingEvent, StoredEvent
+from agent.outbox.store import OutboxStore, connect, read_batch
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,14 @@ class _Append:
         self.future = future
 
 
+class _Ack:
+    __slots__ = ("future", "seqs")
+
+    def __init__(self, seqs: Sequence[int], future: "asyncio.Future[Any]") -> None:
+        self.seqs = seqs
+        self.future = future
+
+
 _STOP = object()
 
 
@@ -64,7 +73,7 @@ class OutboxThread:
         self._store = store
         self._loop = loop
         self._on_commit = on_commit
-        self._queue: queue.SimpleQueue[_Call | _Append | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Call | _Append | _Ack | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="outbox-writer", daemon=True)
         self._checkpointer = _Checkpointer(store.path)
         self._thread.start()
@@ -74,6 +83,12 @@ class OutboxThread:
         """Queue one event; the future resolves to its AppendResult once committed."""
         future = self._loop.create_future()
         self._queue.put(_Append(event, future))
+        return future
+
+    def ack(self, seqs: Sequence[int]) -> "asyncio.Future[Any]":
+        """Queue a delete of delivered rows; it commits with the appends waiting beside it."""
+        future = self._loop.create_future()
+        self._queue.put(_Ack(seqs, future))
         return future
 
     def call(self, fn: Callable[[OutboxStore], Any]) -> "asyncio.Future[Any]":
@@ -99,13 +114,17 @@ class OutboxThread:
                     break
             settled: list[_Settled] = []
             appends: list[_Append] = []
+            acks: list[_Ack] = []
             committed = False
             for item in items:
                 if isinstance(item, _Append):
                     appends.append(item)
                     continue
-                committed |= self._flush(appends, settled)
-                appends = []
+                if isinstance(item, _Ack):
+                    acks.append(item)
+                    continue
+                committed |= self._flush(appends, acks, settled)
+                appends, acks = [], []
                 if item is _STOP:
                     stopping = True
                 elif isinstance(item, _Call):
@@ -113,26 +132,64 @@ class OutboxThread:
                         settled.append((item.future, item.fn(self._store), None))
                     except Exception as exc:  # handed to the awaiting caller
                         settled.append((item.future, None, exc))
-            committed |= self._flush(appends, settled)
-            if settled:
-                self._loop.call_soon_threadsafe(_settle, settled)
-            if committed:
-                self._loop.call_soon_threadsafe(self._on_commit)
+            committed |= self._flush(appends, acks, settled)
+            if settled or committed:
+                # One wake-up of the loop per burst: each call_soon_threadsafe is a syscall.
+                self._loop.call_soon_threadsafe(self._settle_and_notify, settled, committed)
         self._store.close()
 
-    def _flush(self, appends: list[_Append], settled: list[_Settled]) -> bool:
-        if not appends:
+    def _settle_and_notify(self, settled: list[_Settled], committed: bool) -> None:
+        _settle(settled)
+        if committed:
+            self._on_commit()
+
+    def _flush(self, appends: list[_Append], acks: list[_Ack], settled: list[_Settled]) -> bool:
+        """Commit these appends and acks in one transaction; True if events were appended."""
+        if not appends and not acks:
             return False
+        acked = [seq for item in acks for seq in item.seqs]
         try:
-            results = self._store.append_many([item.event for item in appends])
+            results = self._store.append_many([item.event for item in appends], acked)
         except Exception as exc:
-            log.exception("outbox append failed for %d events", len(appends))
+            log.exception("outbox commit failed (%d appends, %d acks)", len(appends), len(acks))
             settled.extend((item.future, None, exc) for item in appends)
+            settled.extend((item.future, None, exc) for item in acks)
             return False
         settled.extend(
             (item.future, result, None) for item, result in zip(appends, results, strict=True)
         )
-        return True
+        settled.extend((item.future, None, None) for item in acks)
+        return bool(appends)
+
+
+class OutboxReader:
+    """Reads batches for the drain on a connection and thread of its own, so they never wait
+    behind (or hold up) captures on the writer: WAL lets readers run beside the writer."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-reader")
+        self._conn: sqlite3.Connection | None = None
+
+    async def read_batch(self, max_events: int, max_bytes: int, after: int) -> list[StoredEvent]:
+        """`store.read_batch` on the reader's connection."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._read, max_events, max_bytes, after)
+
+    def _read(self, max_events: int, max_bytes: int, after: int) -> list[StoredEvent]:
+        if self._conn is None:
+            self._conn = connect(self._path, "FULL")
+        return read_batch(self._conn, max_events, max_bytes, after)
+
+    def close(self) -> None:
+        """Close the connection on its own thread, then end the thread; blocks."""
+        self._pool.submit(self._close).result()
+        self._pool.shutdown()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 class _Checkpointer:

@@ -82,6 +82,8 @@ class DrainWorker:
         # Promises the watchdog holds the loop to: each wait below says how long it may take.
         self.pulse = Pulse("sync")
         self._wake = asyncio.Event()
+        # The ack of the last answered batch, committing while the next batch is on the wire.
+        self._acking: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Drain until cancelled."""
@@ -90,6 +92,9 @@ class DrainWorker:
             while True:
                 self.pulse.beat()
                 if prepared is None:
+                    # Reading from the oldest again: answered rows must be gone first, or
+                    # they would be sent twice.
+                    await self._settle_ack()
                     prepared = await self._prepare(after=0)
                     if prepared is None:
                         self.state = SyncState.IDLE
@@ -110,6 +115,13 @@ class DrainWorker:
                     ahead.cancel()
                     prepared = None
         finally:
+            if self._acking is not None and not self._acking.done():
+                # Finish the answered batch's ack (a few ms) so stopping leaves no rows the
+                # cloud already has; if it cannot, they are resent and answered duplicate.
+                try:
+                    await self._acking
+                except Exception:
+                    log.exception("ack of the last answered batch failed while stopping")
             self.state = SyncState.STOPPED
             self.pulse.park()
 
@@ -217,11 +229,23 @@ class DrainWorker:
             self.counters.rejected += len(rejected)
             log.error("cloud rejected %d events, first: %s", len(rejected), rejected[0][1])
             await self._outbox.dead_letter(rejected)
-        await self._outbox.ack(delivered)
-        self.counters.batches += 1
+        # The ack commits (an fsync) while the next batch is posted: one ack in flight at a
+        # time, so rows still leave in order and only after their answer (guarantee 3).
+        await self._settle_ack()
+        self._acking = asyncio.create_task(self._ack(delivered))
         self.counters.last_sync_at = time.time()
         self.counters.last_error = None
         self.unauthorized_since = None
+
+    async def _settle_ack(self) -> None:
+        """Wait for the previous batch's ack; its failure surfaces here."""
+        if self._acking is not None:
+            acking, self._acking = self._acking, None
+            await acking
+
+    async def _ack(self, delivered: list[int]) -> None:
+        await self._outbox.ack(delivered)
+        self.counters.batches += 1
         self.progress.set()
 
 

@@ -108,3 +108,37 @@ def test_describe_counts_further_errors() -> None:
     with pytest.raises(ValidationError) as caught:
         EVENT_ADAPTER.validate_python({"kind": "scan"})
     assert describe(caught.value).startswith("event_id: Field required (and ")
+
+
+def _body(*events: bytes) -> bytes:
+    return b'{"events": [' + b", ".join(events) + b"]}"
+
+
+def test_rows_keep_the_exact_bytes_the_agent_sent() -> None:
+    # Spaced out as no serializer of ours would write it: stored unchanged, not re-encoded.
+    sent = orjson.dumps(AGENT.event(1), option=orjson.OPT_INDENT_2)
+    (row,) = check_events(parse_batch(_body(sent)), IDENTITY).rows
+    assert row.body == sent
+
+
+def test_one_unreadable_event_does_not_cost_the_batch() -> None:
+    good = [orjson.dumps(AGENT.event(seq)) for seq in (1, 3)]
+    # An integer past 64 bits and a byte that is not UTF-8: each is that event's fault alone.
+    huge = orjson.dumps(AGENT.event(2)).replace(b'"seq":2', b'"seq":184467440737095516160')
+    not_utf8 = orjson.dumps(AGENT.event(4, payload={"raw_b64": "", "text": "AB"}))
+    not_utf8 = not_utf8.replace(b'"AB"', b'"A\xffB"')
+    checked = check_events(parse_batch(_body(good[0], huge, good[1], not_utf8)), IDENTITY)
+    results = checked.complete([True, True])
+    assert [r["status"] for r in results] == ["accepted", "rejected", "accepted", "rejected"]
+    assert results[1]["reason"] == "seq: must be at most 9223372036854775807"
+    assert [row.seq for row in checked.rows] == [1, 3]
+    assert checked.rejected == {"invalid": 2}
+
+
+def test_batch_and_single_event_validation_agree() -> None:
+    # The whole-batch fast path and the per-event path must give the same rows.
+    events = [orjson.dumps(AGENT.event(seq)) for seq in range(1, 6)]
+    fast = check_events(parse_batch(_body(*events)), IDENTITY).rows
+    slow = check_events(parse_batch(_body(*events, b"42")), IDENTITY).rows
+    assert fast == slow
+    assert [row.body for row in fast] == events

@@ -51,6 +51,19 @@ async def test_duplicate_within_one_batch(client: Client, agent: Agent) -> None:
     assert await stored_count(client) == 2
 
 
+async def test_overlapping_resend_stores_only_the_new_events(client: Client, agent: Agent) -> None:
+    # A batch re-cut after a lost answer: part resend, part new. The fast path (one insert
+    # for the whole batch) must fall back and tell them apart, counting only the new ones.
+    first = [agent.event(seq) for seq in (1, 2)]
+    await post_events(client, agent, first)
+    status, answer = await post_events(client, agent, [first[1], agent.event(3), agent.event(4)])
+    assert status == 200
+    assert statuses(answer) == ["duplicate", "accepted", "accepted"]
+    assert await stored_count(client) == 4
+    listed = await admin_get(client, "/api/events?store_id=store-1")
+    assert [item["event"]["seq"] for item in listed["events"]] == [1, 2, 3, 4]
+
+
 async def test_event_for_another_store_is_rejected_never_stored(
     client: Client, agent: Agent
 ) -> None:

@@ -114,10 +114,11 @@ async def test_pings_stop_while_the_sync_loop_is_wedged_and_resume_after(tmp_pat
         await listener.wait_for(lambda m: m.get("READY") == "1", 10)
         await asyncio.sleep(0.5)
         assert listener.pings_during() >= 3
-        # The disk under the outbox hangs: its writer thread blocks, so the drain's next read
-        # never returns. (A real stuck thread, not a patched method.)
+        # The disk under the outbox hangs: its writer and reader threads block, so the drain's
+        # next read never returns. (Real stuck threads, not patched methods.)
         assert runtime.outbox is not None
         blocked = asyncio.ensure_future(runtime.outbox._call(lambda store: release.wait(30)))
+        reader_blocked = runtime.outbox._reader._pool.submit(release.wait, 30)
         await listener.wait_for(
             lambda m: "WEDGED" in m.get("STATUS", "") and "sync" in m["STATUS"], 10
         )
@@ -128,6 +129,7 @@ async def test_pings_stop_while_the_sync_loop_is_wedged_and_resume_after(tmp_pat
         assert "sync" in [w.name for w in runtime.watchdog.wedges]
         release.set()
         await blocked
+        await asyncio.wrap_future(reader_blocked)
         await until(lambda: listener.pings_during() > 0, 10)
         assert runtime.watchdog.wedges == []
     finally:
