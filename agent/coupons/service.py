@@ -14,6 +14,7 @@ from agent.coupons.pos_api import serve_pos
 from agent.coupons.remote import CouponCloud
 from agent.outbox import Outbox
 from agent.sync.client import Credentials
+from agent.tls import client_ssl_context
 from protocol.events import DeviceState
 from protocol.wire import DeviceHealth
 
@@ -46,7 +47,7 @@ class CouponService:
         self._settings = config.coupons
         self._pos = config.pos
         self.store = BusinessConfigStore(state_dir)
-        self.cloud = CouponCloud(credentials)
+        self.cloud = CouponCloud(credentials, client_ssl_context(config.cloud.ca_bundle))
         self.poller = ConfigPoller(self.store, self.cloud, self._settings.config_poll_interval_s)
         self.flow = CouponFlow(
             outbox, credentials.store_id, self.store, self._settings, self.cloud, printer

@@ -10,6 +10,8 @@ import asyncio
 import http.client
 import json
 import random
+import re
+import sqlite3
 import threading
 import time
 import urllib.error
@@ -53,6 +55,7 @@ WAN_FAULTS = (
     Fault.TRUNCATE_AFTER,
     Fault.THROTTLE,
 )
+_SCAN_TEXT = re.compile(r"CHAOS-[0-9]{7}")
 _T = TypeVar("_T")
 
 
@@ -155,9 +158,8 @@ class ChaosRun:
         self._scan_no = 0
         self._redeem_no = 0
         self._killed = threading.Event()
-        self._agent: AgentProc | None = None
         # The last scan written, with the agent incarnation that was running then.
-        self._last_scan: tuple[str, int] | None = None
+        self._seen_seq = 0  # the outbox rows already looked at
 
     def run(self) -> ChaosReport:
         """Run every round, heal, drain, check; always tears the stack down."""
@@ -175,7 +177,7 @@ class ChaosRun:
         agent: AgentProc | None = None
         try:
             printer_port = emulators.run(printer.start_tcp())
-            agent = self._agent = self._enroll(proxy.url, scanner, printer_port)
+            agent = self._enroll(proxy.url, scanner, printer_port)
             self._issue_coupons(s.kills * s.redemptions_per_round + 10)
             self._first_start(agent)
             for _ in range(s.kills):
@@ -215,9 +217,7 @@ class ChaosRun:
         self.agent_id = json.loads((state / "credentials.json").read_text())["agent_id"]
         self.pos_port = free_port()
         config = self.workdir / "agent.toml"
-        config.write_text(
-            agent_toml(state, proxy_url, self.pos_port, scanner.link, printer_port)
-        )
+        config.write_text(agent_toml(state, proxy_url, self.pos_port, scanner.link, printer_port))
         return AgentProc(config, self.workdir / "agent.log")
 
     def _issue_coupons(self, count: int) -> None:
@@ -296,17 +296,36 @@ class ChaosRun:
     def _scan(self, scanner: PtyScanner) -> None:
         text = f"CHAOS-{self._scan_no:07d}"
         self._scan_no += 1
-        incarnation = self._agent.starts if self._agent is not None else 0
-        previous, self._last_scan = self._last_scan, (text, incarnation)
         try:
             scanner.scan(text)
         except EmulatorError:
-            return  # nobody reading and the pty buffer full: not acknowledged
-        # The driver reads the next frame only once the previous one is durable (guarantee
-        # 1), so when this frame was read whole by the same agent process that read the one
-        # before it, that one is acknowledged. (Across a kill the earlier frame may be torn.)
-        if scanner.drain(0.5) and previous is not None and previous[1] == incarnation:
-            self.acked.scans.append(previous[0])
+            return  # nobody reading and the pty buffer full: never taken
+        # A serial scanner gets no answer, so what counts as acknowledged is what the agent
+        # committed, seen from outside (guarantee 1: committed is never lost). The pty's
+        # "drained" cannot tell: the kernel moves pty bytes to the reader asynchronously,
+        # so FIONREAD can read 0 before the frame even arrived.
+        scanner.drain(0.2)
+        self._observe_commits()
+
+    def _observe_commits(self) -> None:
+        try:
+            conn = sqlite3.connect(f"file:{self.state_dir / 'outbox.db'}?mode=ro", uri=True)
+        except sqlite3.Error:
+            return
+        try:
+            rows = conn.execute(
+                "SELECT seq, body FROM outbox WHERE seq > ? AND kind = 'scan' ORDER BY seq",
+                (self._seen_seq,),
+            ).fetchall()
+        except sqlite3.Error:
+            return  # the agent is creating it
+        finally:
+            conn.close()
+        for seq, body in rows:
+            self._seen_seq = seq
+            text = json.loads(body)["payload"]["text"]
+            if _SCAN_TEXT.fullmatch(text):  # not a fragment of a frame torn by a kill
+                self.acked.scans.append(text)
 
     def _redeem(self, token: str) -> None:
         self._redeem_no += 1
@@ -343,8 +362,6 @@ class ChaosRun:
         if not agent.running:
             agent.start()
         wait_until(self._up, 30, "agent did not come up for the drain")
-        # One last scan so the one before it counts as acknowledged too.
-        self._scan(scanner)
         self._scan(scanner)
         outbox = self.state_dir / "outbox.db"
         wait_until(

@@ -17,6 +17,7 @@ from typing import Any
 
 STOREEDGE = [sys.executable, "-m", "agent.cli.main"]
 ADMIN_TOKEN = "chaos-admin-token"
+_ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
 # A cloud replica or an agent that is not up in this long is broken, not slow.
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
@@ -138,7 +139,7 @@ class Cloud:
             request = urllib.request.Request(
                 replica.url + path,
                 data=data,
-                headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+                headers=_ADMIN_HEADERS,
                 method="GET" if body is None else "POST",
             )
             try:
