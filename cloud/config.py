@@ -33,6 +33,10 @@ class CloudConfig:
     # Batches decoded and validated at once; more get 503 + Retry-After instead of queueing.
     # Each can hold ~10× its 4 MiB body as Python objects, so this bounds memory too.
     max_inflight_batches: int = 16
+    # Slow clients (slowloris): a connection must send its first request head, and any
+    # request its body, within these (cloud/slowclient.py).
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.admin_token:
@@ -41,5 +45,7 @@ class CloudConfig:
             raise UsageError(f"port must be 0..65535, got {self.port}")
         if self.max_inflight_batches < 1:
             raise UsageError("max_inflight_batches must be at least 1")
+        if self.header_timeout_s <= 0 or self.body_timeout_s <= 0:
+            raise UsageError("header_timeout_s and body_timeout_s must be positive")
         if self.max_body_bytes < 1024:
             raise UsageError(f"max_body_bytes must be at least 1024, got {self.max_body_bytes}")

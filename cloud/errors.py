@@ -11,6 +11,7 @@ CloudError
     ├── Unauthorized               401
     ├── EnrollmentRefused          403 (unknown, used or expired code: get a new code)
     ├── NotFound                   404
+    ├── RequestTimeout             408 (the client sent too slowly)
     ├── PayloadTooLarge            413
     └── UnsupportedEncoding        415
 """
@@ -79,6 +80,12 @@ class NotFound(RequestError):
     """The named resource does not exist (HTTP 404)."""
 
     status = 404
+
+
+class RequestTimeout(RequestError):
+    """The client did not send its request in time (HTTP 408, RFC 9110 §15.5.9)."""
+
+    status = 408
 
 
 class PayloadTooLarge(RequestError):

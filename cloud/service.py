@@ -11,6 +11,7 @@ from cloud.config import CloudConfig
 from cloud.counters import Counters
 from cloud.fleet import DEFAULT_CODE_TTL, issue_enroll_code
 from cloud.keys import COUNTERS, STORAGE
+from cloud.slowclient import GuardedAppRunner
 from cloud.storage import open_storage
 from cloud.storage.base import EnrollCode, Storage
 
@@ -65,7 +66,7 @@ class RunningCloud:
 async def start_cloud(config: CloudConfig) -> RunningCloud:
     """Serve `config` on `config.host:config.port` (port 0 picks a free one) until `stop()`."""
     app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = GuardedAppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)
