@@ -2,6 +2,7 @@
 
 from aiohttp import web
 
+from cloud.openapi import get_openapi
 from cloud.views import (
     admin,
     agent_self,
@@ -29,6 +30,7 @@ def setup_routes(app: web.Application) -> None:
         "/api/agents/{agent_id}/revoke", admin.post_revoke_agent, name="revoke_agent"
     )
     app.router.add_get("/healthz", health.get_healthz, name="healthz")
+    app.router.add_get("/openapi.json", get_openapi, name="openapi")
     setup_coupon_routes(app)
 
 
