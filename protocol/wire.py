@@ -102,6 +102,8 @@ class Heartbeat(_Wire):
     last_sync_at: AwareDatetime | None = None
     next_seq: int | None = None
     sync_state: Annotated[str, Field(max_length=32)] = ""
+    # What an operator must act on: a quarantined outbox, a full disk (agent/outbox).
+    alerts: Annotated[list[Annotated[str, Field(max_length=300)]], Field(max_length=10)] = []
 
 
 class HeartbeatResponse(_Wire):

@@ -1,14 +1,18 @@
 """The outbox's single writer thread: group commit of whatever is waiting, one burst at a time."""
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.errors import OutboxError
+from agent.outbox.quarantine import Quarantine, is_corruption, quarantine
 from agent.outbox.records import PendingEvent
 from agent.outbox.store import OutboxStore, connect
 
@@ -19,6 +23,11 @@ MAX_GROUP = 1000
 # The background checkpointer wakes this often and checkpoints once the WAL is this big.
 CHECKPOINT_INTERVAL_S = 0.5
 CHECKPOINT_MIN_WAL_BYTES = 4 * 1024 * 1024
+# Disk full: appends wait (their devices unanswered) and are tried again this often.
+DISK_FULL_RETRY_S = 0.5
+# SQLite result codes for a full disk and a failed write (sqlite.org/rescode.html).
+SQLITE_FULL = 13
+SQLITE_IOERR = 10
 
 _Settled = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
@@ -60,10 +69,16 @@ class OutboxThread:
         store: OutboxStore,
         loop: asyncio.AbstractEventLoop,
         on_commit: Callable[[], None],
+        on_quarantine: Callable[[Quarantine], None] | None = None,
     ) -> None:
         self._store = store
         self._loop = loop
         self._on_commit = on_commit
+        self._on_quarantine = on_quarantine
+        # Set while appends wait for disk space (read by heartbeats and the status page).
+        self.disk_full_since: float | None = None
+        self._stalled: list[_Append] = []
+        self._stopping = threading.Event()
         self._queue: queue.SimpleQueue[_Call | _Append | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="outbox-writer", daemon=True)
         self._checkpointer = _Checkpointer(store.path)
@@ -84,6 +99,7 @@ class OutboxThread:
 
     def stop(self) -> None:
         """Finish queued work, close the database; blocks until the thread is gone."""
+        self._stopping.set()
         self._queue.put(_STOP)
         self._thread.join()
         self._checkpointer.stop()
@@ -91,14 +107,18 @@ class OutboxThread:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            items = [self._queue.get()]
+            items: list[_Call | _Append | object] = []
+            wait = DISK_FULL_RETRY_S if self._stalled else None
+            with contextlib.suppress(queue.Empty):  # then only the stalled appends are retried
+                items.append(self._queue.get(timeout=wait))
             while len(items) < MAX_GROUP:
                 try:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             settled: list[_Settled] = []
-            appends: list[_Append] = []
+            # Appends stalled on a full disk go first, so order is kept.
+            appends, self._stalled = self._stalled, []
             committed = False
             for item in items:
                 if isinstance(item, _Append):
@@ -109,29 +129,84 @@ class OutboxThread:
                 if item is _STOP:
                     stopping = True
                 elif isinstance(item, _Call):
-                    try:
-                        settled.append((item.future, item.fn(self._store), None))
-                    except Exception as exc:  # handed to the awaiting caller
-                        settled.append((item.future, None, exc))
+                    settled.append(self._call(item))
             committed |= self._flush(appends, settled)
+            if self._stalled and (stopping or self._stopping.is_set()):
+                # Stopping with the disk still full: these were never stored, nor answered.
+                error = OutboxError("outbox disk full: event not stored")
+                settled.extend((item.future, None, error) for item in self._stalled)
+                self._stalled = []
             if settled:
                 self._loop.call_soon_threadsafe(_settle, settled)
             if committed:
                 self._loop.call_soon_threadsafe(self._on_commit)
-        self._store.close()
+        try:
+            self._store.close()
+        except sqlite3.Error as exc:  # a full disk refuses the last checkpoint: the WAL keeps it
+            log.warning("outbox closed without its final checkpoint: %s", exc)
+
+    def _call(self, item: _Call) -> _Settled:
+        try:
+            return (item.future, self._with_recovery(item.fn), None)
+        except Exception as exc:  # handed to the awaiting caller
+            self._note_disk_full(exc)
+            return (item.future, None, exc)
 
     def _flush(self, appends: list[_Append], settled: list[_Settled]) -> bool:
         if not appends:
             return False
+        if self._stalled:  # older appends wait for space: newer ones queue behind them
+            self._stalled.extend(appends)
+            return False
+        events = [item.event for item in appends]
         try:
-            results = self._store.append_many([item.event for item in appends])
+            results = self._with_recovery(lambda store: store.append_many(events))
         except Exception as exc:
+            if self._note_disk_full(exc):
+                self._stalled.extend(appends)  # unanswered: the devices wait, nothing lost
+                return False
             log.exception("outbox append failed for %d events", len(appends))
             settled.extend((item.future, None, exc) for item in appends)
             return False
+        if self.disk_full_since is not None:
+            log.warning("outbox has disk space again; %d waiting events stored", len(appends))
+            self.disk_full_since = None
         settled.extend(
             (item.future, result, None) for item, result in zip(appends, results, strict=True)
         )
+        return True
+
+    def _with_recovery(self, fn: Callable[[OutboxStore], Any]) -> Any:
+        """`fn(store)`; on a corrupted file, quarantine it, open a fresh one, try once more."""
+        try:
+            return fn(self._store)
+        except sqlite3.DatabaseError as exc:
+            if not is_corruption(exc):
+                raise
+            self._recover(exc)
+        return fn(self._store)
+
+    def _recover(self, exc: BaseException) -> None:
+        old = self._store
+        self._checkpointer.stop()
+        with contextlib.suppress(sqlite3.Error):
+            old.conn.close()
+        record = quarantine(old.path, str(exc))
+        self._store = OutboxStore(old.path, old.identity, old.max_bytes, old.synchronous)
+        self._checkpointer = _Checkpointer(old.path)
+        self._checkpointer.start()
+        if self._on_quarantine is not None:
+            self._loop.call_soon_threadsafe(self._on_quarantine, record)
+
+    def _note_disk_full(self, exc: BaseException) -> bool:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if not isinstance(exc, sqlite3.Error) or code is None:
+            return False
+        if code & 0xFF not in (SQLITE_FULL, SQLITE_IOERR):
+            return False
+        if self.disk_full_since is None:
+            self.disk_full_since = time.time()
+            log.error("outbox cannot write (%s); capture waits until there is space", exc)
         return True
 
 

@@ -118,4 +118,5 @@ class HeartbeatLoop:
             last_sync_at=datetime.fromtimestamp(last_sync, UTC) if last_sync else None,
             next_seq=stats.next_seq,
             sync_state=self._drain.state.value,
+            alerts=[alert[:300] for alert in self._outbox.alerts()],
         )
