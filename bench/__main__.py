@@ -6,7 +6,7 @@ import sys
 
 from bench.render import render
 
-BENCHMARKS = ["outbox", "drain", "coupons"]
+BENCHMARKS = ["outbox", "drain", "coupons", "chaos"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -154,6 +154,14 @@ def _salvage(kept: Path, new: Path, epoch: int) -> tuple[int, int, int | None, i
             "INSERT INTO meta VALUES ('next_seq', ?) ON CONFLICT(key) DO UPDATE SET value = ?",
             (str(next_seq), str(next_seq)),
         )
+        destroyed = _destroyed(fresh, counter)
+        if destroyed:
+            # Counted like any other loss, so heartbeats report it and seq gaps add up.
+            fresh.execute(
+                "INSERT INTO losses VALUES ('outbox_corrupt', ?) "
+                "ON CONFLICT(reason) DO UPDATE SET count = count + excluded.count",
+                (destroyed,),
+            )
     finally:
         fresh.close()
         for suffix in ("", "-wal", "-shm"):
@@ -196,6 +204,24 @@ def _copy_table(old: sqlite3.Connection, fresh: sqlite3.Connection, table: str) 
         copied += len(rows)
         after, limit, step = rows[-1][0], SALVAGE_PAGE_ROWS, 1
     return copied
+
+
+def _destroyed(fresh: sqlite3.Connection, counter: int | None) -> int:
+    """Unsynced events the damage took: holes in the salvaged backlog, and its lost tail.
+
+    The backlog is one run of seqs (rows leave oldest first), so a hole not explained by a
+    dead letter is a row that was on a damaged page. A hole left by a byte-cap drop counts
+    here too: an over-count, never an under-count. Without the counter the tail is unknown.
+    """
+    low, high, rows = fresh.execute("SELECT min(seq), max(seq), count(*) FROM outbox").fetchone()
+    if not rows:
+        return 0
+    (dead,) = fresh.execute(
+        "SELECT count(*) FROM dead_letter WHERE seq BETWEEN ? AND ?", (low, high)
+    ).fetchone()
+    holes = max(0, int(high) - int(low) + 1 - int(rows) - int(dead))
+    tail = counter - 1 - int(high) if counter is not None and counter - 1 > high else 0
+    return holes + tail
 
 
 def _old_counter(old: sqlite3.Connection) -> int | None:

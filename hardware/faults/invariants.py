@@ -37,8 +37,8 @@ class AgentAccount:
     dead_letters: int = 0
     dead_kinds: Mapping[str, int] = field(default_factory=dict)
     backlog: int = 0
-    # (last seq before, first seq after) of each quarantined outbox: that gap is the alert's.
-    seq_jumps: Sequence[tuple[int, int]] = ()
+    # First seq of each new epoch a quarantined outbox started: the gap below it is the alert's.
+    seq_jumps: Sequence[int] = ()
 
 
 @dataclass
@@ -145,17 +145,13 @@ def _seq(verdict: Verdict, account: AgentAccount, events: Sequence[Mapping[str, 
     gaps = 0
     previous = 0
     for seq in present:
-        if seq > previous + 1 and not _jumped(account, previous, seq):
+        if seq > previous + 1 and seq not in account.seq_jumps:
             gaps += seq - previous - 1
         previous = seq
     explained = account.dead_letters + account.backlog
     explained += sum(account.losses.get(reason, 0) for reason in SEQ_CONSUMING_LOSSES)
     if gaps > explained:
         verdict.unexplained_gaps[account.agent_id] = gaps - explained
-
-
-def _jumped(account: AgentAccount, before: int, after: int) -> bool:
-    return any(low <= before and after <= high for low, high in account.seq_jumps)
 
 
 def _coupons_kept(verdict: Verdict, account: AgentAccount) -> None:

@@ -266,7 +266,7 @@ def outbox_state(path: Path) -> OutboxState:
             ),
             losses=dict(conn.execute("SELECT reason, count FROM losses").fetchall()),
         )
-    except sqlite3.OperationalError:
+    except sqlite3.DatabaseError:  # being created, or damaged (the agent will quarantine it)
         return empty
     finally:
         conn.close()

@@ -47,7 +47,8 @@ def test_a_gap_counted_as_a_cap_drop_or_dead_letter_is_explained() -> None:
     assert not check(acked, events, [AgentAccount(AGENT, {"outbox_full": 1})]).ok
     # A quarantined outbox's jump is the alert's to explain, not a loss.
     jumped = [_event(1, text="A"), _event(2**40 + 1, text="Y")]
-    assert check(acked, jumped, [AgentAccount(AGENT, {}, seq_jumps=[(1, 2**40 + 1)])]).ok
+    assert check(acked, jumped, [AgentAccount(AGENT, {}, seq_jumps=[2**40 + 1])]).ok
+    assert not check(acked, jumped, [AgentAccount(AGENT, {}, seq_jumps=[2**40 + 2])]).ok
 
 
 def test_duplicates_and_reused_seqs_are_caught() -> None:
