@@ -33,6 +33,7 @@ from typing import Any
 
 from agent.outbox import Identity, Outbox
 from agent.outbox.quarantine import QUARANTINE_DIR, history
+from agent.outbox.quarantine import check as check_outbox
 from bench.common import report
 from hardware.emulators.scanner import EmulatorError, PtyScanner
 from hardware.faults.chaos import ChaosRun, ChaosSettings
@@ -211,6 +212,9 @@ def outage_run(workdir: Path, events: int, seed: int) -> dict[str, Any]:
         _fill_backlog(box.outbox, box.identity, events)
         filled_s = time.monotonic() - started
         size_mb = box.outbox.stat().st_size / 1e6
+        checked = time.monotonic()
+        assert check_outbox(box.outbox) is None
+        check_s = time.monotonic() - checked  # the integrity check every agent start pays
         box.proxy.proxy.schedule = always(Fault.ERROR_BEFORE)  # still down when the agent starts
         box.start_agent()
         time.sleep(3)
@@ -239,6 +243,7 @@ def outage_run(workdir: Path, events: int, seed: int) -> dict[str, Any]:
         "backlog_events": events,
         "outbox_mb": round(size_mb, 1),
         "fill_s": round(filled_s, 1),
+        "startup_quick_check_s": round(check_s, 2),
         "drain_s": round(drain_s, 1),
         "drain_events_per_s": round(events / drain_s),
         "agent_kills": kills,
