@@ -142,11 +142,16 @@ class _Box:
         return check(self.acked, events, [account]).summary()
 
     def close(self) -> None:
-        if self.agent.running:
-            self.agent.terminate()
-        self.proxy.close()
-        self.scanner.close()
-        self.cloud.stop()
+        for step in (
+            lambda: self.agent.terminate() if self.agent.running else 0,
+            self.proxy.close,
+            self.scanner.close,
+            self.cloud.stop,
+        ):
+            try:
+                step()
+            except Exception as exc:  # the others must still stop
+                print(f"tear-down step failed: {exc!r}", file=sys.stderr)
 
 
 def _agent_toml(state: Path, url: str, link: Path) -> str:

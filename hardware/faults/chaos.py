@@ -9,6 +9,7 @@ the invariant checker holds the cloud against what the devices were told.
 import asyncio
 import http.client
 import json
+import logging
 import random
 import re
 import sqlite3
@@ -55,6 +56,7 @@ WAN_FAULTS = (
     Fault.TRUNCATE_AFTER,
     Fault.THROTTLE,
 )
+log = logging.getLogger(__name__)
 _SCAN_TEXT = re.compile(r"CHAOS-[0-9]{7}")
 _T = TypeVar("_T")
 
@@ -190,13 +192,20 @@ class ChaosRun:
             proxy.proxy.schedule = always(Fault.PASS)  # heal the link
             report.clean_exit_code = self._drain(agent, scanner)
         finally:
-            if agent is not None and agent.running:
-                agent.kill9()
-            proxy.close()
-            scanner.close()
-            emulators.run(printer.close())
-            emulators.close()
-            self.cloud.stop()
+            # Each step on its own: one failing must not leave the others' processes behind.
+            steps = [
+                lambda: agent.kill9() if agent is not None and agent.running else None,
+                proxy.close,
+                scanner.close,
+                lambda: emulators.run(printer.close()),
+                emulators.close,
+                self.cloud.stop,
+            ]
+            for step in steps:
+                try:
+                    step()
+                except Exception:
+                    log.exception("chaos run tear-down step failed")
         report.proxy_faults = dict(proxy.injected)
         report.proxy_requests = proxy.proxy.requests
         report.scans_sent = self._scan_no
