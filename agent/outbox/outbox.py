@@ -50,7 +50,7 @@ class Outbox:
         self._new_events = asyncio.Event()
         self._closed = False
         # Outbox files quarantined as corrupt (on open or while running), oldest first.
-        self.quarantines: list[Quarantine] = history(path.parent)
+        self.quarantines: list[Quarantine] = []
 
     @classmethod
     async def open(
@@ -73,6 +73,7 @@ class Outbox:
             store = await asyncio.to_thread(OutboxStore, path, identity, max_bytes, synchronous)
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
+        past = await asyncio.to_thread(history, path.parent)
         box: Outbox
         thread = OutboxThread(
             store,
@@ -81,6 +82,7 @@ class Outbox:
             on_quarantine=lambda record: box.quarantines.append(record),
         )
         box = cls(thread, path, identity)
+        box.quarantines = past
         return box
 
     def alerts(self, now: float | None = None) -> list[str]:
