@@ -34,7 +34,7 @@ from typing import Any
 from agent.outbox import Identity, Outbox
 from agent.outbox.quarantine import QUARANTINE_DIR, history
 from agent.outbox.quarantine import check as check_outbox
-from bench.common import report
+from bench.common import RESULTS, report
 from hardware.emulators.scanner import EmulatorError, PtyScanner
 from hardware.faults.chaos import ChaosRun, ChaosSettings
 from hardware.faults.disk import DiskError, TmpfsDisk
@@ -80,6 +80,7 @@ class _Box:
         self.outbox = self.state / "outbox.db"
         self.acked = Acknowledged()
         self._seen = 0
+        self._torn = False
         self.sent = 0
 
     def start_agent(self) -> None:
@@ -91,10 +92,16 @@ class _Box:
     def scan(self, count: int, prefix: str) -> int:
         """Scan `count` codes (stop early if the agent stops reading); how many were written."""
         written = 0
+        if self._torn:
+            # A scan cut short when the line was full: end it, so it stays a fragment of
+            # its own instead of swallowing the next code.
+            self.scanner.send_raw(b"\r\n")
+            self._torn = False
         for _ in range(count):
             try:
                 self.scanner.scan(f"{prefix}-{self.sent:08d}")
             except EmulatorError:
+                self._torn = True
                 break
             self.sent += 1
             written += 1
@@ -455,9 +462,7 @@ def power_loss_run(workdir: Path, copies: int, seed: int) -> dict[str, Any]:
             dest = db.with_name(f"copy-{n % 4}.db")
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{dest}{suffix}").unlink(missing_ok=True)
-            freeze_and_copy(proc.pid, db, dest)
-            with lock:
-                then = set(acked)
+            then = freeze_and_copy(proc.pid, db, dest, lambda: _locked_copy(acked, lock))
             verdict = check_copy(dest, then, tear(dest, rng))
             torn += verdict.torn_bytes > 0
             held = max(held, verdict.held)
@@ -471,6 +476,11 @@ def power_loss_run(workdir: Path, copies: int, seed: int) -> dict[str, Any]:
         proc.stdout.close()
     return {"copies": copies, "with_torn_tail": torn, "largest_copy_events": held,
             "acknowledged": len(acked), "bad_copies": len(bad), "examples": bad[:3]}  # fmt: skip
+
+
+def _locked_copy(acked: set[int], lock: threading.Lock) -> set[int]:
+    with lock:
+        return set(acked)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -490,6 +500,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)  # fmt: skip
     chosen = set(args.only or ["kill", "outage", "disk_full", "corruption", "power_loss", "fuzz"])
     results: dict[str, Any] = {}
+    previous = RESULTS / "chaos.json"
+    if args.only and previous.exists():
+        # Re-running some scenarios keeps the others' last figures.
+        results.update(json.loads(previous.read_text()).get("scenarios", {}))
     workdir = Path(tempfile.mkdtemp(prefix="bench-chaos-"))
     try:
         if "fuzz" in chosen:

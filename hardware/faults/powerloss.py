@@ -15,9 +15,12 @@ import signal
 import sqlite3
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+_T = TypeVar("_T")
 WAL_HEADER = 32  # sqlite.org/fileformat2.html §4.1
 FRAME_HEADER = 24
 SETTLE_S = 0.05  # after SIGSTOP: lines already written to the pipe reach the reader
@@ -51,17 +54,23 @@ def last_commit_end(wal: bytes) -> int:
     return end
 
 
-def freeze_and_copy(pid: int, db: Path, dest: Path) -> None:
-    """SIGSTOP `pid`, copy `db`'s WAL then `db` to `dest`, SIGCONT."""
+def freeze_and_copy(pid: int, db: Path, dest: Path, frozen: Callable[[], _T]) -> _T:
+    """SIGSTOP `pid`, copy `db`'s WAL then `db` to `dest`, SIGCONT; `frozen()`'s result.
+
+    `frozen` runs while the writer is stopped (after the pipe settled), so what it reads as
+    acknowledged is exactly what was acknowledged before the copy, nothing after.
+    """
     os.kill(pid, signal.SIGSTOP)
     try:
         time.sleep(SETTLE_S)
+        seen = frozen()
         wal = Path(f"{db}-wal")
         if wal.exists():
             shutil.copyfile(wal, f"{dest}-wal")
         shutil.copyfile(db, dest)
     finally:
         os.kill(pid, signal.SIGCONT)
+    return seen
 
 
 def tear(dest: Path, rng: random.Random) -> int:

@@ -41,9 +41,7 @@ def test_copies_at_random_instants_hold_a_prefix_with_every_acknowledged_event(
         for n in range(COPIES):
             time.sleep(rng.uniform(0.0, 0.1))
             dest = tmp_path / f"copy-{n}.db"
-            freeze_and_copy(proc.pid, db, dest)
-            with lock:
-                acked_then = set(acknowledged)
+            acked_then = freeze_and_copy(proc.pid, db, dest, lambda: _copy(acknowledged, lock))
             torn = tear(dest, rng)
             verdicts.append((check_copy(dest, acked_then, torn), len(acked_then)))
     finally:
@@ -58,6 +56,11 @@ def test_copies_at_random_instants_hold_a_prefix_with_every_acknowledged_event(
         assert verdict.missing_acknowledged == 0, (verdict, acked)
         assert verdict.held >= acked
     assert sum(v.torn_bytes > 0 for v, _ in verdicts) > COPIES // 3, "the WAL tail was never torn"
+
+
+def _copy(acknowledged: set[int], lock: threading.Lock) -> set[int]:
+    with lock:
+        return set(acknowledged)
 
 
 def test_last_commit_end_finds_the_commit_frames() -> None:
