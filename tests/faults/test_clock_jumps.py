@@ -74,12 +74,12 @@ async def test_jumps_break_neither_seq_nor_order_nor_delivery_nor_backoff(tmp_pa
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await client.close()
+        events = await asyncio.to_thread(cloud.all_events, STORE)
     finally:
         if outbox is not None:
             await outbox.close()
         await proxy.stop()
-    events = await asyncio.to_thread(cloud.all_events, STORE)
-    cloud.stop()
+        cloud.stop()
     assert [e["payload"]["text"] for e in events] == [_scan(i).text for i in range(n)]
     assert [e["seq"] for e in events] == list(range(1, n + 1)), "seq broke across a jump"
     assert len({e["event_id"] for e in events}) == n

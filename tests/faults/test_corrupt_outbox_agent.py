@@ -89,12 +89,12 @@ def test_a_destroyed_outbox_is_quarantined_alerted_and_capture_goes_on(tmp_path:
         )  # fmt: skip
         assert status.returncode == 0, status.stderr
         assert agent.terminate() == 0
+        texts = [e["payload"]["text"] for e in cloud.all_events(STORE) if e["kind"] == "scan"]
     finally:
         if agent.running:
             agent.kill9()
         scanner.close()
-    texts = [e["payload"]["text"] for e in cloud.all_events(STORE) if e["kind"] == "scan"]
-    cloud.stop()
+        cloud.stop()
     assert sorted(texts) == sorted([f"BEFORE-{n:03d}" for n in range(20)] +
                                    [f"AFTER-{n:03d}" for n in range(20)])  # fmt: skip
     alerts = json.loads(status.stdout)["outbox"]["alerts"]
