@@ -14,6 +14,8 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -41,6 +43,9 @@ class AgentSection(_Section):
 class CloudSection(_Section):
     """[cloud]: where to sync and how to batch and back off."""
 
+    # Plain http:// to a host other than loopback is refused unless this says it is meant.
+    # (Declared before `url` so url's validator sees it.)
+    allow_plaintext: bool = False
     url: Annotated[str, Field(pattern=r"^https?://[^\s/]+")]
     batch_max_events: int = Field(default=500, ge=1, le=1000)
     batch_max_bytes: int = Field(default=1024 * 1024, ge=4096, le=4 * 1024 * 1024)
@@ -48,7 +53,18 @@ class CloudSection(_Section):
     backoff_base_s: float = Field(default=0.5, gt=0)
     backoff_cap_s: float = Field(default=60.0, gt=0)
     request_timeout_s: float = Field(default=30.0, gt=0)
+    # PEM file of the CA(s) the cloud's certificate must chain to, instead of the system's.
     ca_bundle: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _no_accidental_plaintext(cls, url: str, info: ValidationInfo) -> str:
+        from agent.tls import check_cloud_url
+
+        try:
+            return check_cloud_url(url, bool(info.data.get("allow_plaintext")), what="url")
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("url: ")) from None
 
 
 class SerialScannerConfig(_Section):

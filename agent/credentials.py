@@ -13,6 +13,7 @@ import logging
 import os
 import platform
 import socket
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -101,7 +102,11 @@ def credentials_lock(state_dir: Path) -> Iterator[None]:
 
 
 async def enroll(
-    cloud_url: str, code: str, agent_id: str | None = None, timeout_s: float = 15.0
+    cloud_url: str,
+    code: str,
+    agent_id: str | None = None,
+    timeout_s: float = 15.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Credentials:
     """Trade a single-use code for credentials; `agent_id` re-enrolls that agent."""
     request = EnrollRequest(
@@ -111,14 +116,19 @@ async def enroll(
         ),
         agent_id=agent_id,
     )
-    body = await _post(cloud_url, "/v1/enroll", request.model_dump_json().encode(), {}, timeout_s)
+    data = request.model_dump_json().encode()
+    body = await _post(cloud_url, "/v1/enroll", data, {}, timeout_s, ssl_context)
     return _credentials(cloud_url, body)
 
 
-async def rotate_token(credentials: Credentials, timeout_s: float = 15.0) -> Credentials:
+async def rotate_token(
+    credentials: Credentials, timeout_s: float = 15.0, ssl_context: ssl.SSLContext | None = None
+) -> Credentials:
     """A new token for this agent; the old one keeps working until the new one is used."""
     auth = {"Authorization": f"Bearer {credentials.token}"}
-    body = await _post(credentials.cloud_url, "/v1/token/rotate", b"{}", auth, timeout_s)
+    body = await _post(
+        credentials.cloud_url, "/v1/token/rotate", b"{}", auth, timeout_s, ssl_context
+    )
     rotated = _credentials(credentials.cloud_url, body)
     if rotated.agent_id != credentials.agent_id:
         raise EnrollmentError(f"cloud rotated the token of another agent ({rotated.agent_id})")
@@ -126,13 +136,21 @@ async def rotate_token(credentials: Credentials, timeout_s: float = 15.0) -> Cre
 
 
 async def _post(
-    cloud_url: str, path: str, data: bytes, headers: dict[str, str], timeout_s: float
+    cloud_url: str,
+    path: str,
+    data: bytes,
+    headers: dict[str, str],
+    timeout_s: float,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> bytes:
     url = cloud_url.rstrip("/") + path
+    verify: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
-            session.post(url, data=data, headers={**_JSON, **headers}) as response,
+            session.post(
+                url, data=data, headers={**_JSON, **headers}, ssl=verify, allow_redirects=False
+            ) as response,
         ):
             body = await response.read()
             if response.status != 200:

@@ -26,6 +26,7 @@ from agent.supervise import supervise
 from agent.sync.client import Credentials, IngestClient
 from agent.sync.drain import DrainWorker
 from agent.sync.heartbeat import HeartbeatLoop
+from agent.tls import client_ssl_context
 from agent.watchdog import Watchdog
 from protocol.wire import DeviceHealth
 
@@ -92,7 +93,11 @@ class AgentRuntime:
         )
         self.outbox = outbox
         cloud = self.config.cloud
-        client = IngestClient(self.credentials, timeout_s=cloud.request_timeout_s)
+        client = IngestClient(
+            self.credentials,
+            timeout_s=cloud.request_timeout_s,
+            ssl_context=client_ssl_context(cloud.ca_bundle),
+        )
         self.client = client
         self.drain = DrainWorker(
             outbox,

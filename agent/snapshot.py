@@ -44,6 +44,7 @@ async def snapshot(runtime: "AgentRuntime") -> dict[str, Any]:
             "dead_letters": stats.dead_letters,
             "losses": stats.losses,
             "over_cap": stats.over_cap,
+            "alerts": runtime.outbox.alerts(now),
         }
     drain, beat = runtime.drain, runtime.heartbeat
     if drain is not None:
@@ -95,6 +96,8 @@ def status_line(doc: dict[str, Any]) -> str:
     parts: list[str] = []
     outbox = doc.get("outbox", {})
     backlog = outbox.get("backlog_events", 0)
+    if outbox.get("alerts"):
+        parts.append("OUTBOX ALERT: " + outbox["alerts"][-1][:120])
     if doc["cloud"]["auth"] == "refused":
         parts.append(f"TOKEN REFUSED by cloud; buffering {backlog} events; re-enroll")
     elif doc.get("sync", {}).get("state") in ("backing_off", "misconfigured"):

@@ -117,13 +117,13 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
 
 def serve_command(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; storage closes through the app's cleanup context."""
+    import asyncio
     import logging
-
-    from aiohttp import web
 
     from cloud.app import create_app
     from cloud.config import CloudConfig, new_admin_token
     from cloud.errors import CloudError
+    from cloud.slowclient import serve
     from cloud.storage import check_db_url
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -147,15 +147,11 @@ def serve_command(args: argparse.Namespace) -> int:
             console=console,
         )
         check_db_url(args.db)  # fail before logging "running on …"
-        # run_app turns SIGINT and SIGTERM into a graceful exit that runs cleanup_ctx.
-        web.run_app(
-            create_app(config),
-            host=config.host,
-            port=config.port,
-            print=_stderr,
-            loop=_fast_loop(),
-            access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
-        )
+        # SIGINT and SIGTERM end serve() gracefully, which runs cleanup_ctx; its runner cuts
+        # off slow clients (cloud/slowclient.py).
+        access_log = logging.getLogger("aiohttp.access") if args.access_log else None
+        with asyncio.Runner(loop_factory=_fast_loop) as runner:
+            runner.run(serve(create_app(config), config, _stderr, access_log))
     except CloudError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -54,6 +54,10 @@ class CloudConfig:
     # How often this replica runs storage upkeep (partitions ahead, retention); replicas
     # take turns through a database lock, so more replicas do not mean more work.
     maintenance_interval_s: float = 600.0
+    # Slow clients (slowloris): a connection must send its first request head, and any
+    # request its body, within these (cloud/slowclient.py).
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @property
@@ -83,5 +87,7 @@ class CloudConfig:
             raise UsageError("db_pool_size must be at least 1")
         if self.maintenance_interval_s <= 0:
             raise UsageError("maintenance_interval_s must be positive")
+        if self.header_timeout_s <= 0 or self.body_timeout_s <= 0:
+            raise UsageError("header_timeout_s and body_timeout_s must be positive")
         if self.max_body_bytes < 1024:
             raise UsageError(f"max_body_bytes must be at least 1024, got {self.max_body_bytes}")

@@ -12,6 +12,7 @@ CloudError
     ├── EnrollmentRefused          403 (unknown, used or expired code: get a new code)
     ├── NotFound                   404
     ├── Conflict                   409 (changed since the caller read it: read again)
+    ├── RequestTimeout             408 (the client sent too slowly)
     ├── PayloadTooLarge            413
     └── UnsupportedEncoding        415
 """
@@ -98,6 +99,12 @@ class Conflict(RequestError):
     """The resource changed since the version the caller named (HTTP 409)."""
 
     status = 409
+
+
+class RequestTimeout(RequestError):
+    """The client did not send its request in time (HTTP 408, RFC 9110 §15.5.9)."""
+
+    status = 408
 
 
 class PayloadTooLarge(RequestError):

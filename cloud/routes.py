@@ -2,6 +2,7 @@
 
 from aiohttp import web
 
+from cloud.openapi import get_openapi
 from cloud.views import (
     admin,
     agent_self,
@@ -33,6 +34,7 @@ def setup_routes(app: web.Application) -> None:
     )
     app.router.add_get("/healthz", health.get_healthz, name="healthz")
     app.router.add_get("/metrics", metrics.get_metrics, name="metrics")
+    app.router.add_get("/openapi.json", get_openapi, name="openapi")
     setup_coupon_routes(app)
     setup_config_routes(app)
 

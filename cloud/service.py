@@ -13,6 +13,7 @@ from cloud.counters import Counters
 from cloud.errors import UsageError
 from cloud.fleet import DEFAULT_CODE_TTL, issue_enroll_code
 from cloud.keys import COUNTERS, STORAGE
+from cloud.slowclient import GuardedAppRunner
 from cloud.storage import check_db_url, open_storage, sqlite_path
 from cloud.storage.base import EnrollCode, Storage
 
@@ -67,7 +68,7 @@ class RunningCloud:
 async def start_cloud(config: CloudConfig) -> RunningCloud:
     """Serve `config` on `config.host:config.port` (port 0 picks a free one) until `stop()`."""
     app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = GuardedAppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)

@@ -108,6 +108,8 @@ class Heartbeat(_Wire):
     config_version: Version | None = None
     config_hash: Hash | None = None
     config_error: ConfigRefusal | None = None
+    # What an operator must act on: a quarantined outbox, a full disk (agent/outbox).
+    alerts: Annotated[list[Annotated[str, Field(max_length=300)]], Field(max_length=10)] = []
 
 
 class HeartbeatResponse(_Wire):

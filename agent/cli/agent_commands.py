@@ -22,6 +22,11 @@ def register(commands: Any) -> None:
         "--state-dir", type=Path, help="override [agent].state_dir (before a config exists)"
     )
     enroll.add_argument(
+        "--allow-plaintext",
+        action="store_true",
+        help="accept a plain http:// cloud URL that is not loopback (a trusted network only)",
+    )
+    enroll.add_argument(
         "--new-identity",
         action="store_true",
         help="enroll as a new agent even if this box has credentials (default: keep its id)",
@@ -48,14 +53,21 @@ def _enroll(args: argparse.Namespace) -> int:
     )
     from agent.diagnostics.offline import outbox_backlog
     from agent.errors import ConfigError
+    from agent.tls import check_cloud_url, client_ssl_context
 
     state_dir: Path | None = args.state_dir
-    if state_dir is None:
-        try:
-            state_dir = load_config(args.config).agent.state_dir
-        except ConfigError as exc:
-            print(f"error: {exc}\n(or pass --state-dir)", file=sys.stderr)
-            return 2
+    ca_bundle = None
+    try:
+        check_cloud_url(args.cloud, args.allow_plaintext, what="--cloud")
+        if state_dir is None:
+            config = load_config(args.config)
+            state_dir, ca_bundle = config.agent.state_dir, config.cloud.ca_bundle
+        elif args.config.exists():
+            ca_bundle = load_config(args.config).cloud.ca_bundle
+        context = client_ssl_context(ca_bundle)
+    except ConfigError as exc:
+        print(f"error: {exc}\n(or pass --state-dir)", file=sys.stderr)
+        return 2
     try:
         previous = load_credentials(state_dir)
     except ConfigError:
@@ -65,7 +77,9 @@ def _enroll(args: argparse.Namespace) -> int:
     keep = None if previous is None or args.new_identity else previous.agent_id
     try:
         with credentials_lock(state_dir):
-            credentials = asyncio.run(enroll(args.cloud, args.code, agent_id=keep))
+            credentials = asyncio.run(
+                enroll(args.cloud, args.code, agent_id=keep, ssl_context=context)
+            )
             path = save_credentials(state_dir, credentials)
     except EnrollmentError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -93,10 +107,14 @@ def _run(args: argparse.Namespace) -> int:
     from agent.credentials import load_credentials
     from agent.errors import ConfigError
     from agent.runtime import run_until_signalled
+    from agent.tls import check_cloud_url, client_ssl_context
 
     try:
         config = load_config(args.config)
         credentials = load_credentials(config.agent.state_dir)
+        # The URL enrollment saved is the one used: it must pass the same rule as the config's.
+        check_cloud_url(credentials.cloud_url, config.cloud.allow_plaintext, "credentials")
+        client_ssl_context(config.cloud.ca_bundle)  # an unreadable bundle stops us here
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

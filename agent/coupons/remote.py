@@ -1,5 +1,7 @@
 """The agent's coupon calls to the cloud: GET /v1/config with ETag and POST /v1/coupons/reserve."""
 
+import ssl
+
 import aiohttp
 from pydantic import ValidationError
 
@@ -13,10 +15,12 @@ CONFIG_TIMEOUT_S = 15.0
 class CouponCloud:
     """One aiohttp session for coupon traffic, apart from the drain's so neither waits."""
 
-    def __init__(self, credentials: Credentials) -> None:
+    def __init__(self, credentials: Credentials, ssl_context: ssl.SSLContext | None = None) -> None:
         self._base = credentials.cloud_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {credentials.token}"}
         self._session: aiohttp.ClientSession | None = None
+        # Verified TLS always; a pinned CA when [cloud] ca_bundle is set (agent/tls.py).
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
 
     async def fetch_config(
         self, etag: str | None, *also: str | None
@@ -33,7 +37,11 @@ class CouponCloud:
         timeout = aiohttp.ClientTimeout(total=CONFIG_TIMEOUT_S)
         try:
             async with self._http().get(
-                self._base + "/v1/config", headers=headers, timeout=timeout
+                self._base + "/v1/config",
+                headers=headers,
+                timeout=timeout,
+                ssl=self._ssl,
+                allow_redirects=False,
             ) as response:
                 if response.status == 304:
                     return None, response.headers.get("ETag", etag)
@@ -58,6 +66,8 @@ class CouponCloud:
                 data=request.model_dump_json(),
                 headers={**self._headers, "Content-Type": "application/json"},
                 timeout=timeout,
+                ssl=self._ssl,
+                allow_redirects=False,
             ) as response:
                 body = await response.read()
                 if response.status == 404:

@@ -16,6 +16,7 @@ from agent.outbox import Outbox
 from agent.remote_config.applier import ConfigApplier
 from agent.remote_config.poller import ConfigPoller
 from agent.sync.client import Credentials
+from agent.tls import client_ssl_context
 from protocol.events import DeviceState
 from protocol.wire import DeviceHealth
 
@@ -48,7 +49,7 @@ class CouponService:
         self._settings = config.coupons
         self._pos = config.pos
         self.store = BusinessConfigStore(state_dir)
-        self.cloud = CouponCloud(credentials)
+        self.cloud = CouponCloud(credentials, client_ssl_context(config.cloud.ca_bundle))
         devices = {device.id: device.kind for device in config.devices}
         self.applier = ConfigApplier(self.store, devices, config.scan)
         self.poller = ConfigPoller(

@@ -65,6 +65,8 @@ def render_status(doc: dict[str, Any], config: AgentConfig | None = None) -> str
         )
     for wedge in doc.get("watchdog", {}).get("wedged", []):
         lines.append(f"STUCK      {wedge['name']} ({wedge['overdue_s']} s late)")
+    for alert in out.get("alerts", []):
+        lines.append(f"OUTBOX     {alert}")
     oldest = out.get("oldest_unsynced_age_s")
     lines.append(
         f"backlog    {out.get('backlog_events', '?')} events"

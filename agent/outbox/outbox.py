@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 from agent.devices.base import Payload
 from agent.errors import OutboxClosed, OutboxError
+from agent.outbox.quarantine import Quarantine, history, quarantine
+from agent.outbox.quarantine import check as check_outbox
 from agent.outbox.records import (
     AppendResult,
     Guard,
@@ -31,6 +33,9 @@ from protocol.ids import uuid7_str
 log = logging.getLogger(__name__)
 
 _StoreFn = Callable[[OutboxStore], Any]
+# A quarantine is reported in heartbeats and on the status page for a week.
+ALERT_TTL_S = 7 * 24 * 3600.0
+MAX_ALERTS = 10
 _T = TypeVar("_T")
 MAX_KEY_LEN = 200  # idempotency keys are short names ("print:<job_id>"), not payloads
 
@@ -46,6 +51,8 @@ class Outbox:
         self.path = path
         self._new_events = asyncio.Event()
         self._closed = False
+        # Outbox files quarantined as corrupt (on open or while running), oldest first.
+        self.quarantines: list[Quarantine] = []
 
     @classmethod
     async def open(
@@ -61,13 +68,36 @@ class Outbox:
         check_id(identity.agent_id, "agent_id")
         check_id(identity.store_id, "store_id")
         try:
+            # A damaged file is moved aside and salvaged, never opened as is (quarantine.py).
+            damage = await asyncio.to_thread(check_outbox, path)
+            if damage is not None:
+                await asyncio.to_thread(quarantine, path, damage)
             store = await asyncio.to_thread(OutboxStore, path, identity, max_bytes, synchronous)
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
+        past = await asyncio.to_thread(history, path.parent)
         box: Outbox
-        thread = OutboxThread(store, loop, on_commit=lambda: box._new_events.set())
+        thread = OutboxThread(
+            store,
+            loop,
+            on_commit=lambda: box._new_events.set(),
+            on_quarantine=lambda record: box.quarantines.append(record),
+        )
         box = cls(thread, path, identity)
+        box.quarantines = past
         return box
+
+    def alerts(self, now: float | None = None) -> list[str]:
+        """What an operator must know about the outbox now: recent quarantines, a full disk."""
+        now = time.time() if now is None else now
+        out = [q.alert() for q in self.quarantines if now - q.at < ALERT_TTL_S]
+        full_since = self._thread.disk_full_since
+        if full_since is not None:
+            out.append(
+                f"outbox disk full for {now - full_since:.0f}s: capture waits, "
+                "devices are not acknowledged until there is space"
+            )
+        return out[-MAX_ALERTS:]
 
     async def append(
         self,

@@ -54,6 +54,7 @@ class OutboxStore:
         self.path = path
         self.identity = identity
         self.max_bytes = max_bytes
+        self.synchronous = synchronous
         self.conn = connect(path, synchronous)
         migrate(self.conn)
         self.conn.execute("BEGIN IMMEDIATE")

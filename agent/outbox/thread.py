@@ -1,15 +1,20 @@
 """The outbox's single writer thread: group commit of whatever is waiting, one burst at a time."""
 
 import asyncio
+import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from agent.errors import OutboxError
+from agent.outbox.quarantine import Quarantine, is_corruption, quarantine
 from agent.outbox.records import PendingEvent, StoredEvent
 from agent.outbox.store import OutboxStore, connect, read_batch
 
@@ -20,6 +25,11 @@ MAX_GROUP = 1000
 # The background checkpointer wakes this often and checkpoints once the WAL is this big.
 CHECKPOINT_INTERVAL_S = 0.5
 CHECKPOINT_MIN_WAL_BYTES = 4 * 1024 * 1024
+# Disk full: appends wait (their devices unanswered) and are tried again this often.
+DISK_FULL_RETRY_S = 0.5
+# SQLite result codes for a full disk and a failed write (sqlite.org/rescode.html).
+SQLITE_FULL = 13
+SQLITE_IOERR = 10
 
 _Settled = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
@@ -69,10 +79,17 @@ class OutboxThread:
         store: OutboxStore,
         loop: asyncio.AbstractEventLoop,
         on_commit: Callable[[], None],
+        on_quarantine: Callable[[Quarantine], None] | None = None,
     ) -> None:
         self._store = store
         self._loop = loop
         self._on_commit = on_commit
+        self._on_quarantine = on_quarantine
+        # Set while appends wait for disk space (read by heartbeats and the status page).
+        self.disk_full_since: float | None = None
+        self._stalled: list[_Append] = []
+        self._stalled_acks: list[_Ack] = []
+        self._stopping = threading.Event()
         self._queue: queue.SimpleQueue[_Call | _Append | _Ack | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="outbox-writer", daemon=True)
         self._checkpointer = _Checkpointer(store.path)
@@ -99,6 +116,7 @@ class OutboxThread:
 
     def stop(self) -> None:
         """Finish queued work, close the database; blocks until the thread is gone."""
+        self._stopping.set()
         self._queue.put(_STOP)
         self._thread.join()
         self._checkpointer.stop()
@@ -106,15 +124,19 @@ class OutboxThread:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            items = [self._queue.get()]
+            items: list[_Call | _Append | _Ack | object] = []
+            wait = DISK_FULL_RETRY_S if self._stalled or self._stalled_acks else None
+            with contextlib.suppress(queue.Empty):  # then only the stalled appends are retried
+                items.append(self._queue.get(timeout=wait))
             while len(items) < MAX_GROUP:
                 try:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             settled: list[_Settled] = []
-            appends: list[_Append] = []
-            acks: list[_Ack] = []
+            # Appends and acks stalled on a full disk go first, so order is kept.
+            appends, self._stalled = self._stalled, []
+            acks, self._stalled_acks = self._stalled_acks, []
             committed = False
             for item in items:
                 if isinstance(item, _Append):
@@ -128,15 +150,28 @@ class OutboxThread:
                 if item is _STOP:
                     stopping = True
                 elif isinstance(item, _Call):
-                    try:
-                        settled.append((item.future, item.fn(self._store), None))
-                    except Exception as exc:  # handed to the awaiting caller
-                        settled.append((item.future, None, exc))
+                    settled.append(self._call(item))
             committed |= self._flush(appends, acks, settled)
+            if (self._stalled or self._stalled_acks) and (stopping or self._stopping.is_set()):
+                # Stopping with the disk still full: these were never stored, nor answered.
+                error = OutboxError("outbox disk full: not stored")
+                settled.extend((item.future, None, error) for item in self._stalled)
+                settled.extend((item.future, None, error) for item in self._stalled_acks)
+                self._stalled, self._stalled_acks = [], []
             if settled or committed:
                 # One wake-up of the loop per burst: each call_soon_threadsafe is a syscall.
                 self._loop.call_soon_threadsafe(self._settle_and_notify, settled, committed)
-        self._store.close()
+        try:
+            self._store.close()
+        except sqlite3.Error as exc:  # a full disk refuses the last checkpoint: the WAL keeps it
+            log.warning("outbox closed without its final checkpoint: %s", exc)
+
+    def _call(self, item: _Call) -> _Settled:
+        try:
+            return (item.future, self._with_recovery(item.fn), None)
+        except Exception as exc:  # handed to the awaiting caller
+            self._note_disk_full(exc)
+            return (item.future, None, exc)
 
     def _settle_and_notify(self, settled: list[_Settled], committed: bool) -> None:
         _settle(settled)
@@ -147,19 +182,64 @@ class OutboxThread:
         """Commit these appends and acks in one transaction; True if events were appended."""
         if not appends and not acks:
             return False
+        if self._stalled or self._stalled_acks:  # older work waits for space: newer queues behind
+            self._stalled.extend(appends)
+            self._stalled_acks.extend(acks)
+            return False
+        events = [item.event for item in appends]
         acked = [seq for item in acks for seq in item.seqs]
         try:
-            results = self._store.append_many([item.event for item in appends], acked)
+            results = self._with_recovery(lambda store: store.append_many(events, acked))
         except Exception as exc:
+            if self._note_disk_full(exc):
+                self._stalled.extend(appends)  # unanswered: the devices wait, nothing lost
+                self._stalled_acks.extend(acks)  # rows stay until there is room to delete them
+                return False
             log.exception("outbox commit failed (%d appends, %d acks)", len(appends), len(acks))
             settled.extend((item.future, None, exc) for item in appends)
             settled.extend((item.future, None, exc) for item in acks)
             return False
+        if self.disk_full_since is not None:
+            log.warning("outbox has disk space again; %d waiting events stored", len(appends))
+            self.disk_full_since = None
         settled.extend(
             (item.future, result, None) for item, result in zip(appends, results, strict=True)
         )
         settled.extend((item.future, None, None) for item in acks)
         return bool(appends)
+
+    def _with_recovery(self, fn: Callable[[OutboxStore], Any]) -> Any:
+        """`fn(store)`; on a corrupted file, quarantine it, open a fresh one, try once more."""
+        try:
+            return fn(self._store)
+        except sqlite3.DatabaseError as exc:
+            if not is_corruption(exc):
+                raise
+            self._recover(exc)
+        return fn(self._store)
+
+    def _recover(self, exc: BaseException) -> None:
+        old = self._store
+        self._checkpointer.stop()
+        with contextlib.suppress(sqlite3.Error):
+            old.conn.close()
+        record = quarantine(old.path, str(exc))
+        self._store = OutboxStore(old.path, old.identity, old.max_bytes, old.synchronous)
+        self._checkpointer = _Checkpointer(old.path)
+        self._checkpointer.start()
+        if self._on_quarantine is not None:
+            self._loop.call_soon_threadsafe(self._on_quarantine, record)
+
+    def _note_disk_full(self, exc: BaseException) -> bool:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if not isinstance(exc, sqlite3.Error) or code is None:
+            return False
+        if code & 0xFF not in (SQLITE_FULL, SQLITE_IOERR):
+            return False
+        if self.disk_full_since is None:
+            self.disk_full_since = time.time()
+            log.error("outbox cannot write (%s); capture waits until there is space", exc)
+        return True
 
 
 class OutboxReader:
@@ -170,6 +250,7 @@ class OutboxReader:
         self._path = path
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-reader")
         self._conn: sqlite3.Connection | None = None
+        self._inode: int | None = None
 
     async def read_batch(self, max_events: int, max_bytes: int, after: int) -> list[StoredEvent]:
         """`store.read_batch` on the reader's connection."""
@@ -177,8 +258,14 @@ class OutboxReader:
         return await loop.run_in_executor(self._pool, self._read, max_events, max_bytes, after)
 
     def _read(self, max_events: int, max_bytes: int, after: int) -> list[StoredEvent]:
+        # A quarantine moves the file away and the writer opens a fresh one at the same path:
+        # an open connection would go on reading the old file, so follow the path's inode.
+        inode = os.stat(self._path).st_ino
+        if self._conn is not None and inode != self._inode:
+            self._close()
         if self._conn is None:
             self._conn = connect(self._path, "FULL")
+            self._inode = inode
         return read_batch(self._conn, max_events, max_bytes, after)
 
     def close(self) -> None:

@@ -117,8 +117,10 @@ class IngestClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         try:
+            # No redirects: a 3xx could point an https cloud at http (plaintext), or at
+            # another host; it is answered as a misconfiguration instead.
             async with self._session.post(
-                self._base + path, data=body, headers=headers, ssl=self._ssl
+                self._base + path, data=body, headers=headers, ssl=self._ssl, allow_redirects=False
             ) as response:
                 payload = await response.read()
                 return _classify(response.status, response.headers, payload)

@@ -137,4 +137,5 @@ class HeartbeatLoop:
             config_version=config.version if config is not None else None,
             config_hash=config.config_hash if config is not None else None,
             config_error=config.error if config is not None else None,
+            alerts=[alert[:300] for alert in self._outbox.alerts()],
         )

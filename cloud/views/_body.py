@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 from cloud.batch import decode_body
 from cloud.errors import BadRequest, PayloadTooLarge
 from cloud.keys import CONFIG
+from cloud.slowclient import read_body
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -20,7 +21,7 @@ async def read_raw(request: web.Request) -> bytes:
         # Refuse before reading a byte of it.
         raise PayloadTooLarge(f"body exceeds {limit} bytes", key="body_too_large")
     try:
-        return await request.read()  # stops at Application(client_max_size=limit)
+        return await read_body(request)  # stops at Application(client_max_size=limit)
     except web.HTTPRequestEntityTooLarge as exc:
         raise PayloadTooLarge(f"body exceeds {limit} bytes", key="body_too_large") from exc
 

@@ -18,6 +18,10 @@ WRITE_TIMEOUT_S = 2.0
 GS = b"\x1d"  # FNC1 as scanners transmit it (devices.md §1.3)
 
 
+# Time for the kernel to hand bytes written to the master over to the reader's queue.
+DRAIN_SETTLE_S = 0.02
+
+
 class EmulatorError(Exception):
     """The emulated device could not do what was asked (unplugged, or nobody reading)."""
 
@@ -66,13 +70,21 @@ class PtyScanner:
         return count
 
     def drain(self, timeout_s: float = WRITE_TIMEOUT_S) -> bool:
-        """Wait until the reader took everything written; False if it did not in time."""
+        """Wait until the reader took everything written; False if it did not in time.
+
+        The kernel moves bytes written to the master into the reader's queue asynchronously
+        (tty flip buffers), so FIONREAD can read 0 before they arrived: only 0 read twice,
+        DRAIN_SETTLE_S apart, counts as drained. Still not an acknowledgement of any frame.
+        """
         deadline = time.monotonic() + timeout_s
-        while self.pending():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        while True:
+            while self.pending():
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.01)
+            time.sleep(DRAIN_SETTLE_S)
+            if not self.pending():
+                return True
 
     def unplug(self) -> None:
         """Pull the cable: the reader sees EIO, the link disappears. Idempotent."""

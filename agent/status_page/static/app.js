@@ -48,6 +48,7 @@ function renderAlert(doc) {
                "Re-enroll: storeedge agent enroll --cloud URL --code CODE");
   }
   for (const w of (doc.watchdog || {}).wedged || []) lines.push(`Stuck: ${w.name}`);
+  for (const a of (doc.outbox || {}).alerts || []) lines.push(a);
   box.hidden = lines.length === 0;
   box.textContent = lines.join(" · ");
 }
