@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from agent.devices.base import Payload
 from agent.errors import OutboxClosed, OutboxError
-from agent.outbox.quarantine import Quarantine, history, quarantine
+from agent.outbox.quarantine import Quarantine, history, is_corruption, quarantine
 from agent.outbox.quarantine import check as check_outbox
 from agent.outbox.records import (
     AppendResult,
@@ -148,7 +148,14 @@ class Outbox:
         try:
             return await self._reader.read_batch(max_events, max_bytes, after)
         except sqlite3.Error as exc:
-            raise OutboxError(f"cannot read the outbox: {exc}") from exc
+            if not is_corruption(exc):
+                raise OutboxError(f"cannot read the outbox: {exc}") from exc
+        # The reader found damage: read once more on the writer, whose recovery quarantines
+        # the file and answers from the fresh one (the reader then follows it there).
+        batch: list[StoredEvent] = await self._call(
+            lambda store: store.read_batch(max_events, max_bytes, after)
+        )
+        return batch
 
     async def ack(self, seqs: Sequence[int]) -> None:
         """Delete events the cloud has (accepted or duplicate), with the next group commit."""
