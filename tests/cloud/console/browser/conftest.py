@@ -60,8 +60,11 @@ def stack(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Co
 
 
 @pytest.fixture(scope="session")
-def shots() -> Path:
-    """Where the browser tests leave their screenshots (docs/console/, linked from README)."""
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser tests leave their screenshots: a temp dir, or docs/console/ (linked
+    from the README) with STOREEDGE_SCREENSHOTS=1, so a test run never dirties the checkout."""
+    if os.environ.get("STOREEDGE_SCREENSHOTS") != "1":
+        return tmp_path_factory.mktemp("screenshots")
     path = Path(__file__).resolve().parents[4] / "docs" / "console"
     path.mkdir(parents=True, exist_ok=True)
     return path

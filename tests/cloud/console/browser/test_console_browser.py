@@ -2,7 +2,7 @@
 
 Each test opens its own browser context (cookies, time zone, viewport) against one running
 stack: the cloud with the console, and a real `storeedge agent run` reading a pty scanner.
-Screenshots land in docs/console/.
+Screenshots land in docs/console/ with STOREEDGE_SCREENSHOTS=1 (else a temp dir).
 """
 
 import re
