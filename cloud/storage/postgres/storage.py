@@ -369,7 +369,7 @@ class PostgresStorage:
         return FleetStats(stores=row[0], agents=row[1], agents_online=row[2])
 
     def connection(self) -> AbstractAsyncContextManager[Conn]:
-        """A pooled connection for the tables beside these (config); errors → StorageError."""
+        """A pooled connection for tables beside these (config, coupons); errors → StorageError."""
         return self._connection()
 
     def pool_usage(self) -> PoolUsage:
