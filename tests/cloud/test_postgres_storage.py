@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from cloud.credentials import hash_code
-from cloud.errors import StorageError
+from cloud.errors import EnrollmentRefused, StorageError
 from cloud.fleet import issue_enroll_code
 from cloud.storage.base import AgentIdentity, EventFilter, EventRow
 from cloud.storage.postgres import PostgresStorage
@@ -131,6 +131,21 @@ async def test_listing_holds_back_rows_an_older_open_transaction_could_precede(
         assert await storage.count_events(None, None) == 2
     finally:
         await blocker.close()
+        await storage.close()
+
+
+async def test_a_refusal_keeps_its_pooled_connection(postgres_url: str) -> None:
+    # Only a cancellation mid-statement may leave a session dirty; a refusal must not cost
+    # the pool a connection (a burst of bad enrollment codes would churn them all).
+    storage = await PostgresStorage.open(postgres_url, pool_size=1)
+    try:
+        async with storage.connection() as conn:
+            before = await conn.fetchval("SELECT pg_backend_pid()")
+        with pytest.raises(EnrollmentRefused):
+            await storage.enroll("unknown-code-hash", "agt-x", "th-x", {}, NOW)
+        async with storage.connection() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") == before
+    finally:
         await storage.close()
 
 
