@@ -411,6 +411,29 @@ async def test_concurrent_double_redemptions_on_replicas_make_exactly_one_confli
         assert record.hold.via == "redemption"
 
 
+async def test_overlapping_batches_in_any_order_never_deadlock(
+    coupons: CouponStorage, replicas: list[CouponStorage]
+) -> None:
+    campaign, issued = await campaign_with(coupons, *[True] * 6)
+    for c in issued:  # held already, so every batch locks existing hold rows
+        await coupons.reserve(c.coupon_id, campaign.campaign_id, uuid7_str(), STORE_C, NOW)
+    a = [redeemed(c, STORE_A) for c in issued]
+    b = [redeemed(c, STORE_B) for c in issued]
+    refused = [rejected(c, STORE_A, "expired") for c in issued]
+    # The same coupons in opposite orders, and resends of the same rows in opposite orders.
+    await asyncio.gather(
+        replicas[0].reconcile(STORE_A, a, refused, NOW),
+        replicas[1].reconcile(STORE_B, b[::-1], [], NOW),
+        replicas[2].reconcile(STORE_A, a[::-1], refused[::-1], NOW),
+        replicas[3].reconcile(STORE_B, b, [], NOW),
+    )
+    conflicts = await coupons.list_conflicts(None, None, 100)
+    assert sorted(c.coupon_id for c in conflicts) == sorted(c.coupon_id for c in issued)
+    stats = await coupons.campaign_stats(campaign.campaign_id)
+    assert stats is not None
+    assert (stats.redemptions, stats.rejected) == (2 * len(issued), {"expired": len(issued)})
+
+
 async def test_a_reservation_racing_a_synced_redemption_leaves_one_holder(
     coupons: CouponStorage, replicas: list[CouponStorage]
 ) -> None:
