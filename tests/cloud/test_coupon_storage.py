@@ -1,91 +1,27 @@
-"""The `CouponStorage` contract, run against every backend (SQLite and PostgreSQL) alike.
+"""The `CouponStorage` contract, run against every backend (SQLite and PostgreSQL) alike."""
 
-Replicas are separate `open_storage` calls on one database: separate SQLite connections,
-separate PostgreSQL pools, so their races are the database's to settle.
-"""
-
-import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from coupon_storage_helpers import (
+    NOW,
+    STORE_A,
+    STORE_B,
+    STORE_C,
+    campaign_with,
+    coupon,
+    new_campaign,
+    redeemed,
+    rejected,
+)
 
 from cloud.coupons import new_key_pair
 from cloud.errors import StorageError
 from cloud.storage import open_storage
-from cloud.storage.base import AgentIdentity, Storage
-from cloud.storage.coupon_records import (
-    CampaignRecord,
-    NewCampaign,
-    NewCoupon,
-    RedemptionRecord,
-    RejectionRecord,
-)
+from cloud.storage.base import Storage
 from cloud.storage.coupons import CouponStorage, coupon_storage_for
-from protocol.ids import uuid7_str
-
-NOW = datetime.now(UTC)
-STORE_A = AgentIdentity("agt-a", "store-a")
-STORE_B = AgentIdentity("agt-b", "store-b")
-STORE_C = AgentIdentity("agt-c", "store-c")
-
-
-def new_campaign(**overrides: object) -> NewCampaign:
-    fields: dict[str, object] = {
-        "name": "Double Eleven",
-        "currency": "CNY",
-        "max_offline_value": 5000,
-        "valid_from": NOW - timedelta(days=1),
-        "valid_to": NOW + timedelta(days=30),
-        "stores": None,
-        **overrides,
-    }
-    return NewCampaign(**fields)  # type: ignore[arg-type]
-
-
-def coupon(campaign: CampaignRecord, single_use: bool = True, **overrides: object) -> NewCoupon:
-    made = NewCoupon(
-        coupon_id=secrets.randbits(53),
-        campaign_id=campaign.campaign_id,
-        key_id=campaign.keys[-1].key_id,
-        value_minor=2000,
-        single_use=single_use,
-        stores=None,
-        valid_from=campaign.valid_from,
-        valid_to=campaign.valid_to,
-        token=f"token-{secrets.token_hex(4)}",
-    )
-    return replace(made, **overrides)  # type: ignore[arg-type]
-
-
-def redeemed(c: NewCoupon, agent: AgentIdentity, mode: str = "offline") -> RedemptionRecord:
-    return RedemptionRecord(
-        redemption_id=uuid7_str(),
-        event_id=uuid7_str(),
-        coupon_id=c.coupon_id,
-        campaign_id=c.campaign_id,
-        store_id=agent.store_id,
-        agent_id=agent.agent_id,
-        value_minor=c.value_minor,
-        mode=mode,
-        staff_id="staff-1",
-        occurred_at=NOW,
-        received_at=NOW,
-        single_use=c.single_use,
-    )
-
-
-def rejected(c: NewCoupon | None, agent: AgentIdentity, reason: str) -> RejectionRecord:
-    return RejectionRecord(
-        event_id=uuid7_str(),
-        campaign_id=None if c is None else c.campaign_id,
-        coupon_id=None if c is None else c.coupon_id,
-        store_id=agent.store_id,
-        reason=reason,
-        occurred_at=NOW,
-    )
 
 
 @pytest.fixture
@@ -100,27 +36,6 @@ async def storage(db_url: str) -> AsyncIterator[Storage]:
 @pytest.fixture
 def coupons(storage: Storage) -> CouponStorage:
     return coupon_storage_for(storage)
-
-
-@pytest.fixture
-async def replicas(db_url: str, storage: Storage) -> AsyncIterator[list[CouponStorage]]:
-    """Four more storages on the same database (after `storage` made the schema)."""
-    opened = [await open_storage(db_url) for _ in range(4)]
-    try:
-        yield [coupon_storage_for(s) for s in opened]
-    finally:
-        for s in opened:
-            await s.close()
-
-
-async def campaign_with(
-    coupons: CouponStorage, *made: bool, **overrides: object
-) -> tuple[CampaignRecord, list[NewCoupon]]:
-    """A campaign and one issued coupon per flag in `made` (True: single use)."""
-    campaign = await coupons.create_campaign(new_campaign(**overrides), new_key_pair(), NOW)
-    issued = [coupon(campaign, single_use) for single_use in made]
-    assert await coupons.issue_coupons(issued, NOW)
-    return campaign, issued
 
 
 async def test_campaigns_round_trip_with_keys_and_aware_times(coupons: CouponStorage) -> None:
@@ -168,20 +83,6 @@ async def test_rotation_retires_the_old_key_and_signs_with_the_new(
     assert active == new
     assert await coupons.rotate_key(campaign.campaign_id + 1000, new_key_pair(), NOW) is None
     assert await coupons.signing_key(campaign.campaign_id + 1000) is None
-
-
-async def test_concurrent_rotations_leave_exactly_one_active_key(
-    coupons: CouponStorage, replicas: list[CouponStorage]
-) -> None:
-    campaign, _ = await campaign_with(coupons)
-    rotated = await asyncio.gather(
-        *(r.rotate_key(campaign.campaign_id, new_key_pair(), NOW) for r in replicas)
-    )
-    assert all(k is not None for k in rotated)
-    stored = await coupons.get_campaign(campaign.campaign_id)
-    assert stored is not None
-    assert len(stored.keys) == 1 + len(replicas)
-    assert sum(k.active for k in stored.keys) == 1
 
 
 async def test_issuing_is_all_or_nothing_and_coupons_read_back(coupons: CouponStorage) -> None:
@@ -262,26 +163,6 @@ async def test_reserve_is_single_use_fleet_wide_and_resending_answers_alike(
     record = await coupons.get_coupon(single.coupon_id)
     assert record is not None
     assert record.hold == first.hold
-
-
-async def test_concurrent_reservations_on_many_replicas_have_exactly_one_holder(
-    coupons: CouponStorage, replicas: list[CouponStorage]
-) -> None:
-    campaign, issued = await campaign_with(coupons, *[True] * 5)
-    stores = [AgentIdentity(f"agt-{i}", f"store-{i}") for i in range(12)]
-    for c in issued:
-        outcomes = await asyncio.gather(
-            *(
-                replicas[i % len(replicas)].reserve(
-                    c.coupon_id, campaign.campaign_id, f"rid-{i}", agent, NOW
-                )
-                for i, agent in enumerate(stores)
-            )
-        )
-        winners = [o for o in outcomes if o.status == "reserved"]
-        assert len(winners) == 1
-        assert [o.status for o in outcomes].count("already_redeemed") == len(stores) - 1
-        assert {o.hold for o in outcomes} == {winners[0].hold}
 
 
 async def test_an_offline_redemption_synced_first_holds_the_coupon(
@@ -374,81 +255,6 @@ async def test_a_multi_use_coupon_or_the_issued_flag_decides_what_conflicts(
     await coupons.reconcile(STORE_A, [redeemed(stranger, STORE_A)], [], NOW)
     await coupons.reconcile(STORE_B, [redeemed(stranger, STORE_B)], [], NOW)
     assert len(await coupons.list_conflicts(None, None, 10)) == 2
-
-
-async def test_concurrent_double_redemptions_on_replicas_make_exactly_one_conflict(
-    coupons: CouponStorage, replicas: list[CouponStorage]
-) -> None:
-    campaign, issued = await campaign_with(coupons, *[True] * 12)
-    # Half were reserved online first (the hold row exists), half have no holder yet: the
-    # two ways redemptions of one coupon meet in the database.
-    for c in issued[::2]:
-        await coupons.reserve(c.coupon_id, campaign.campaign_id, uuid7_str(), STORE_C, NOW)
-    pairs = [(redeemed(c, STORE_A), redeemed(c, STORE_B)) for c in issued]
-    # Each redemption synced on its own, all at once, each twice (a batch resent while the
-    # first send is still in flight), spread over the replicas.
-    sends = [
-        (agent, r) for a, b in pairs for agent, r in ((STORE_A, a), (STORE_B, b)) for _ in "12"
-    ]
-    await asyncio.gather(
-        *(
-            replicas[i % len(replicas)].reconcile(agent, [r], [], NOW)
-            for i, (agent, r) in enumerate(sends)
-        )
-    )
-    conflicts = await coupons.list_conflicts(None, None, 100)
-    assert sorted(c.coupon_id for c in conflicts) == sorted(c.coupon_id for c in issued)
-    for conflict in conflicts:
-        assert conflict.stores == ["store-a", "store-b"]
-        assert len(conflict.redemptions) == 2
-    stats = await coupons.campaign_stats(campaign.campaign_id)
-    assert stats is not None
-    assert (stats.conflicts, stats.redemptions) == (len(issued), 2 * len(issued))
-    for c in issued[1::2]:
-        record = await coupons.get_coupon(c.coupon_id)
-        assert record is not None
-        assert record.hold is not None
-        assert record.hold.via == "redemption"
-
-
-async def test_overlapping_batches_in_any_order_never_deadlock(
-    coupons: CouponStorage, replicas: list[CouponStorage]
-) -> None:
-    campaign, issued = await campaign_with(coupons, *[True] * 6)
-    for c in issued:  # held already, so every batch locks existing hold rows
-        await coupons.reserve(c.coupon_id, campaign.campaign_id, uuid7_str(), STORE_C, NOW)
-    a = [redeemed(c, STORE_A) for c in issued]
-    b = [redeemed(c, STORE_B) for c in issued]
-    refused = [rejected(c, STORE_A, "expired") for c in issued]
-    # The same coupons in opposite orders, and resends of the same rows in opposite orders.
-    await asyncio.gather(
-        replicas[0].reconcile(STORE_A, a, refused, NOW),
-        replicas[1].reconcile(STORE_B, b[::-1], [], NOW),
-        replicas[2].reconcile(STORE_A, a[::-1], refused[::-1], NOW),
-        replicas[3].reconcile(STORE_B, b, [], NOW),
-    )
-    conflicts = await coupons.list_conflicts(None, None, 100)
-    assert sorted(c.coupon_id for c in conflicts) == sorted(c.coupon_id for c in issued)
-    stats = await coupons.campaign_stats(campaign.campaign_id)
-    assert stats is not None
-    assert (stats.redemptions, stats.rejected) == (2 * len(issued), {"expired": len(issued)})
-
-
-async def test_a_reservation_racing_a_synced_redemption_leaves_one_holder(
-    coupons: CouponStorage, replicas: list[CouponStorage]
-) -> None:
-    campaign, issued = await campaign_with(coupons, *[True] * 10)
-    for c in issued:
-        outcome, _ = await asyncio.gather(
-            replicas[0].reserve(c.coupon_id, campaign.campaign_id, "online", STORE_B, NOW),
-            replicas[1].reconcile(STORE_A, [redeemed(c, STORE_A)], [], NOW),
-        )
-        record = await coupons.get_coupon(c.coupon_id)
-        assert record is not None
-        assert record.hold is not None
-        won = "reserved" if record.hold.store_id == "store-b" else "already_redeemed"
-        assert outcome.status == won
-        assert record.hold.via == ("reservation" if won == "reserved" else "redemption")
 
 
 async def test_stats_add_up_per_store(coupons: CouponStorage) -> None:
