@@ -3,6 +3,8 @@
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 
 @dataclass(frozen=True, slots=True)
 class Identity:
@@ -54,9 +56,13 @@ class AppendResult:
     duplicate: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """One outbox row as sent: `body` is the exact serialized envelope."""
+class StoredEvent(msgspec.Struct, frozen=True, gc=False):
+    """One outbox row as sent: `body` is the exact serialized envelope.
+
+    Never tracked by the garbage collector (it holds an int and bytes, no cycle can pass
+    through it): the drain keeps two batches of these alive, and as tracked objects they
+    were promoted at every collection until a full one stalled the process.
+    """
 
     seq: int
     body: bytes

@@ -4,14 +4,15 @@ import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
+import msgspec
 import orjson
 from pydantic import ValidationError
 
 from agent.errors import SyncError
-from protocol.wire import BatchResponse, Heartbeat, HeartbeatResponse
+from protocol.wire import Heartbeat, HeartbeatResponse
 
 
 class RetryableError(SyncError):
@@ -37,6 +38,27 @@ class BatchRejectedError(SyncError):
 
 class MisconfiguredError(RetryableError):
     """Another 4xx (404, 405, 415…): the URL or the cloud is wrong; retry slowly, never drop."""
+
+
+# The answer to a batch is decoded straight from its bytes into structs the garbage collector
+# never tracks (gc=False; they hold no references back): pydantic models over orjson dicts were
+# ~1,500 tracked objects per batch, whose survivors set off full collections of the agent's heap
+# that held the GIL, and so every capture, for 20–90 ms (docs/BENCHMARKS.md).
+class EventVerdict(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
+    """The cloud's verdict on one event of a batch (protocol.wire.EventResult's contract)."""
+
+    status: Literal["accepted", "duplicate", "rejected"]
+    event_id: str | None = None
+    reason: str | None = None
+
+
+class BatchVerdicts(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
+    """The answer to POST /v1/events (protocol.wire.BatchResponse's contract)."""
+
+    results: list[EventVerdict]
+
+
+_VERDICTS = msgspec.json.Decoder(BatchVerdicts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,23 +103,27 @@ class IngestClient:
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
 
-    async def post_events(self, gzipped_batch: bytes) -> BatchResponse:
+    async def post_events(self, gzipped_batch: bytes) -> BatchVerdicts:
         """POST one gzipped batch; returns the per-event results or raises a SyncError."""
         headers = {
             **self._headers,
             "Content-Type": "application/json",
             "Content-Encoding": "gzip",
         }
-        data = await self._post("/v1/events", gzipped_batch, headers)
+        payload = await self._post("/v1/events", gzipped_batch, headers)
         try:
-            return BatchResponse.model_validate(data)
-        except ValidationError as exc:
+            return _VERDICTS.decode(payload)
+        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
             raise RetryableError(f"cloud answered an unreadable batch result: {exc}") from exc
 
     async def post_heartbeat(self, heartbeat: Heartbeat) -> HeartbeatResponse:
         """POST a heartbeat; returns the cloud's clock."""
         headers = {**self._headers, "Content-Type": "application/json"}
-        data = await self._post("/v1/heartbeat", heartbeat.model_dump_json().encode(), headers)
+        payload = await self._post("/v1/heartbeat", heartbeat.model_dump_json().encode(), headers)
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise RetryableError("cloud answered 200 with a body that is not JSON") from exc
         try:
             return HeartbeatResponse.model_validate(data)
         except ValidationError as exc:
@@ -113,7 +139,8 @@ class IngestClient:
             await self._session.close()
             self._session = None
 
-    async def _post(self, path: str, body: bytes, headers: dict[str, str]) -> Any:
+    async def _post(self, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+        """The body of a 200 answer; any other status raised as the SyncError it means."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         try:
@@ -123,18 +150,16 @@ class IngestClient:
                 self._base + path, data=body, headers=headers, ssl=self._ssl, allow_redirects=False
             ) as response:
                 payload = await response.read()
-                return _classify(response.status, response.headers, payload)
+                _classify(response.status, response.headers, payload)
+                return payload
         except (aiohttp.ClientError, TimeoutError) as exc:
             # ClientSSLError is a ClientError too: a bad certificate is retried, never bypassed.
             raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _classify(status: int, headers: Any, payload: bytes) -> Any:
+def _classify(status: int, headers: Any, payload: bytes) -> None:
     if status == 200:
-        try:
-            return orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            raise RetryableError("cloud answered 200 with a body that is not JSON") from exc
+        return
     reason = _reason(payload)
     retry_after = parse_retry_after(headers.get("Retry-After"))
     if status in (401, 403):

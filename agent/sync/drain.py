@@ -16,12 +16,12 @@ from agent.outbox import Outbox, StoredEvent
 from agent.sync.backoff import FullJitterRetryAfter
 from agent.sync.client import (
     BatchRejectedError,
+    BatchVerdicts,
     IngestClient,
     MisconfiguredError,
     RetryableError,
     UnauthorizedError,
 )
-from protocol.wire import BatchResponse
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class DrainWorker:
         await self._apply(batch, response)
         return True
 
-    async def _post_until_answered(self, gzipped: bytes) -> BatchResponse:
+    async def _post_until_answered(self, gzipped: bytes) -> BatchVerdicts:
         retrying = AsyncRetrying(
             wait=self._wait,
             retry=retry_if_exception_type(RetryableError),
@@ -212,7 +212,7 @@ class DrainWorker:
         await self._outbox.dead_letter([(batch[0].seq, f"HTTP {exc.status}: {exc.reason}")])
         return True
 
-    async def _apply(self, batch: Sequence[StoredEvent], response: BatchResponse) -> None:
+    async def _apply(self, batch: Sequence[StoredEvent], response: BatchVerdicts) -> None:
         delivered: list[int] = []
         rejected: list[tuple[int, str]] = []
         self.pulse.beat()
