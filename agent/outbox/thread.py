@@ -1,6 +1,7 @@
 """The outbox's single writer thread: group commit of whatever is waiting, one burst at a time."""
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -22,6 +23,10 @@ log = logging.getLogger(__name__)
 
 # One transaction takes at most this many waiting appends; bounds the latency of a burst.
 MAX_GROUP = 1000
+# An ack deletes at most this many rows per transaction, each slice riding with the captures
+# waiting then: a capture never waits behind more than one slice (~1 ms), where a whole
+# 500-row DELETE held the captures beside it for 4-14 ms (docs/BENCHMARKS.md).
+ACK_SLICE = 100
 # The background checkpointer wakes this often and checkpoints once the WAL is this big.
 CHECKPOINT_INTERVAL_S = 0.5
 CHECKPOINT_MIN_WAL_BYTES = 4 * 1024 * 1024
@@ -51,10 +56,15 @@ class _Append:
 
 
 class _Ack:
-    __slots__ = ("future", "seqs")
+    """Delivered rows to delete, ACK_SLICE per transaction; answered once all are gone."""
+
+    __slots__ = ("future", "slices")
 
     def __init__(self, seqs: Sequence[int], future: "asyncio.Future[Any]") -> None:
-        self.seqs = seqs
+        ordered = sorted(seqs)
+        self.slices = collections.deque(
+            ordered[i : i + ACK_SLICE] for i in range(0, len(ordered), ACK_SLICE)
+        )
         self.future = future
 
 
@@ -88,7 +98,9 @@ class OutboxThread:
         # Set while appends wait for disk space (read by heartbeats and the status page).
         self.disk_full_since: float | None = None
         self._stalled: list[_Append] = []
-        self._stalled_acks: list[_Ack] = []
+        # Acks with slices still to delete, oldest first; the head's next slice goes into
+        # the next transaction (in order, so rows leave in the order they were answered).
+        self._acking: collections.deque[_Ack] = collections.deque()
         self._stopping = threading.Event()
         self._queue: queue.SimpleQueue[_Call | _Append | _Ack | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="outbox-writer", daemon=True)
@@ -123,41 +135,47 @@ class OutboxThread:
 
     def _run(self) -> None:
         stopping = False
-        while not stopping:
+        # After a stop, the slices of acks already queued are still deleted.
+        while not stopping or (self._acking and self.disk_full_since is None):
             items: list[_Call | _Append | _Ack | object] = []
-            wait = DISK_FULL_RETRY_S if self._stalled or self._stalled_acks else None
-            with contextlib.suppress(queue.Empty):  # then only the stalled appends are retried
-                items.append(self._queue.get(timeout=wait))
+            if not (self._acking and self.disk_full_since is None):  # else: slices to delete
+                wait = DISK_FULL_RETRY_S if self._stalled or self._acking else None
+                with contextlib.suppress(queue.Empty):  # then only the stalled work is retried
+                    items.append(self._queue.get(timeout=wait))
             while len(items) < MAX_GROUP:
                 try:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             settled: list[_Settled] = []
-            # Appends and acks stalled on a full disk go first, so order is kept.
+            # Appends stalled on a full disk go first, so order is kept.
             appends, self._stalled = self._stalled, []
-            acks, self._stalled_acks = self._stalled_acks, []
             committed = False
             for item in items:
                 if isinstance(item, _Append):
                     appends.append(item)
                     continue
                 if isinstance(item, _Ack):
-                    acks.append(item)
+                    if item.slices:
+                        self._acking.append(item)
+                    else:
+                        settled.append((item.future, None, None))
                     continue
-                committed |= self._flush(appends, acks, settled)
-                appends, acks = [], []
+                committed |= self._flush(appends, settled)
+                appends = []
                 if item is _STOP:
                     stopping = True
                 elif isinstance(item, _Call):
                     settled.append(self._call(item))
-            committed |= self._flush(appends, acks, settled)
-            if (self._stalled or self._stalled_acks) and (stopping or self._stopping.is_set()):
+            committed |= self._flush(appends, settled)
+            stalled = self.disk_full_since is not None and (self._stalled or self._acking)
+            if stalled and (stopping or self._stopping.is_set()):
                 # Stopping with the disk still full: these were never stored, nor answered.
                 error = OutboxError("outbox disk full: not stored")
                 settled.extend((item.future, None, error) for item in self._stalled)
-                settled.extend((item.future, None, error) for item in self._stalled_acks)
-                self._stalled, self._stalled_acks = [], []
+                settled.extend((item.future, None, error) for item in self._acking)
+                self._stalled = []
+                self._acking.clear()
             if settled or committed:
                 # One wake-up of the loop per burst: each call_soon_threadsafe is a syscall.
                 self._loop.call_soon_threadsafe(self._settle_and_notify, settled, committed)
@@ -178,26 +196,30 @@ class OutboxThread:
         if committed:
             self._on_commit()
 
-    def _flush(self, appends: list[_Append], acks: list[_Ack], settled: list[_Settled]) -> bool:
-        """Commit these appends and acks in one transaction; True if events were appended."""
-        if not appends and not acks:
+    def _flush(self, appends: list[_Append], settled: list[_Settled]) -> bool:
+        """Commit these appends and the oldest ack's next slice in one transaction; True if
+        events were appended."""
+        ack = self._acking[0] if self._acking else None
+        if not appends and ack is None:
             return False
-        if self._stalled or self._stalled_acks:  # older work waits for space: newer queues behind
+        if self._stalled:  # older appends wait for space: newer ones queue behind
             self._stalled.extend(appends)
-            self._stalled_acks.extend(acks)
             return False
         events = [item.event for item in appends]
-        acked = [seq for item in acks for seq in item.seqs]
+        acked = ack.slices[0] if ack is not None else []
         try:
             results = self._with_recovery(lambda store: store.append_many(events, acked))
         except Exception as exc:
             if self._note_disk_full(exc):
-                self._stalled.extend(appends)  # unanswered: the devices wait, nothing lost
-                self._stalled_acks.extend(acks)  # rows stay until there is room to delete them
+                # Unanswered: the devices wait, nothing lost; the slice's rows stay until
+                # there is room to delete them (it is still the head's next one).
+                self._stalled.extend(appends)
                 return False
-            log.exception("outbox commit failed (%d appends, %d acks)", len(appends), len(acks))
+            log.exception("outbox commit failed (%d appends, %d acked)", len(appends), len(acked))
             settled.extend((item.future, None, exc) for item in appends)
-            settled.extend((item.future, None, exc) for item in acks)
+            if ack is not None:  # the rest of it is not tried: its caller learns of the failure
+                self._acking.popleft()
+                settled.append((ack.future, None, exc))
             return False
         if self.disk_full_since is not None:
             log.warning("outbox has disk space again; %d waiting events stored", len(appends))
@@ -205,7 +227,11 @@ class OutboxThread:
         settled.extend(
             (item.future, result, None) for item, result in zip(appends, results, strict=True)
         )
-        settled.extend((item.future, None, None) for item in acks)
+        if ack is not None:
+            ack.slices.popleft()
+            if not ack.slices:
+                self._acking.popleft()
+                settled.append((ack.future, None, None))
         return bool(appends)
 
     def _with_recovery(self, fn: Callable[[OutboxStore], Any]) -> Any:
