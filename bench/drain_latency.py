@@ -14,13 +14,10 @@ import argparse
 import asyncio
 import json
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,32 +30,13 @@ from bench.processes import (
     _env,
     before_tree,
     cli,
+    cloud,
     copy_db,
     fill,
-    free_port,
-    wait_http,
 )
 
 # The last commit before the fixes of this round (GC-untracked drain records, sliced acks).
 BEFORE_REV = "ca9d84a"
-
-
-@contextmanager
-def unlimited_cloud(db: Path, prefix: tuple[str, ...] = ()) -> Iterator[str]:
-    """`storeedge cloud serve` of this tree on `db`, no per-agent rate limit; yields its URL."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [*prefix, sys.executable, "-m", "agent.cli.main", "cloud", "serve", "--db",
-         f"sqlite:///{db}", "--port", str(port), "--agent-rate", "1e9", "--agent-burst", "1e9"],
-        env=_env(None), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
-    )  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/healthz")
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
 
 
 def latency_run(
@@ -98,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shutil.copytree(REPO / "bench", before_src / "bench", dirs_exist_ok=True)
         variants = {f"before ({before_rev})": before_src, "this tree": None}
         cloud_db = tmpdir / "cloud.db"
-        with unlimited_cloud(cloud_db) as url:
+        with cloud(cloud_db) as url:
             code = cli(
                 "cloud", "enroll-code", "--store", "store-bench", "--db", f"sqlite:///{cloud_db}"
             )
@@ -111,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for name, src in variants.items():
                 copy_db(tmpdir / "cloud-enrolled.db", cloud_db)
                 copy_db(tmpdir / "filled.db", tmpdir / "outbox.db")
-                with unlimited_cloud(cloud_db, cloud_cpu) as url:
+                with cloud(cloud_db, prefix=cloud_cpu) as url:
                     result = latency_run(
                         tmpdir / "outbox.db", url, credentials.token, identity, args, src,
                         agent_cpu,

@@ -58,21 +58,26 @@ def _env(src: Path | None) -> dict[str, str]:
 
 
 @contextmanager
-def cloud(db: Path, src: Path | None = None) -> Iterator[str]:
-    """`storeedge cloud serve` on `db` in its own process, as in production; yields its URL."""
+def cloud(db: Path, src: Path | None = None, prefix: tuple[str, ...] = ()) -> Iterator[str]:
+    """`storeedge cloud serve` on `db` in its own process (after `prefix`, e.g. taskset)."""
     port = free_port()
+    argv = [
+        *prefix,
+        sys.executable,
+        "-m",
+        "agent.cli.main",
+        "cloud",
+        "serve",
+        "--db",
+        f"sqlite:///{db}",
+    ]
+    argv += ["--port", str(port)]
+    if src is None:
+        # The drain is measured, not the per-agent limit (5,000/s by default) that would cap
+        # it; older revisions (`src`) predate the limit and its flags.
+        argv += ["--agent-rate", "1e9", "--agent-burst", "1e9"]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agent.cli.main",
-            "cloud",
-            "serve",
-            "--db",
-            f"sqlite:///{db}",
-            "--port",
-            str(port),
-        ],
+        argv,
         env=_env(src),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
