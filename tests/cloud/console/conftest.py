@@ -38,8 +38,10 @@ def config(page_db_url: str) -> CloudConfig:
 
 @pytest.fixture
 async def client(
-    aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient, config: CloudConfig
+    config: CloudConfig, aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient
 ) -> Client:
+    # config first: fixtures tear down in reverse, so the app closes before its database goes
+    # (a PostgreSQL schema dropped under a live app waits on its open transactions forever).
     server = await aiohttp_server(create_app(config))
     # Browsers treat loopback as a secure origin and send Secure cookies there; so must we.
     jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
