@@ -76,8 +76,11 @@ def _routes(console: web.Application) -> None:
 
 
 async def open_console_storage(db_url: str) -> ConsoleStorage:
-    """The console storage of the database at `db_url` (SQLite now)."""
-    check_db_url(db_url)
+    """The console storage of the database at `db_url`, by its scheme (SQLite or PostgreSQL)."""
+    if check_db_url(db_url) == "postgresql":
+        from cloud.storage.postgres.console import PostgresConsoleStorage
+
+        return await PostgresConsoleStorage.open(db_url)
     from cloud.storage.console_sqlite import SqliteConsoleStorage
 
     return await SqliteConsoleStorage.open(sqlite_path(db_url))

@@ -1,5 +1,6 @@
 """Console fixtures: the real app on loopback with a cookie jar that keeps Secure cookies."""
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import cast
@@ -12,18 +13,35 @@ from cloud.app import create_app
 from cloud.config import CloudConfig
 from console.console_helpers import FAST, Client
 
+# The backends the page tests run on. The app needs the PostgreSQL coupon and config storages
+# as well as the console's (cloud.storage.coupons.coupon_storage_for), so until those exist
+# the pages run on SQLite only; STOREEDGE_CONSOLE_BACKENDS=sqlite,postgresql runs both.
+PAGE_BACKENDS = tuple(os.environ.get("STOREEDGE_CONSOLE_BACKENDS", "sqlite").split(","))
+
+
+@pytest.fixture(params=PAGE_BACKENDS)
+def page_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database of one page test: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cloud.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
 
 @pytest.fixture
-def config(tmp_path: Path) -> CloudConfig:
+def config(page_db_url: str) -> CloudConfig:
+    """The app of the page tests; their agents heartbeat back to back."""
     return CloudConfig(
-        db_url=f"sqlite:///{tmp_path / 'cloud.db'}", admin_token="t", port=0, console=FAST
+        db_url=page_db_url, admin_token="t", port=0, console=FAST, heartbeat_min_interval_s=0
     )
 
 
 @pytest.fixture
 async def client(
-    aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient, config: CloudConfig
+    config: CloudConfig, aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient
 ) -> Client:
+    # config first: fixtures tear down in reverse, so the app closes before its database goes
+    # (a PostgreSQL schema dropped under a live app waits on its open transactions forever).
     server = await aiohttp_server(create_app(config))
     # Browsers treat loopback as a secure origin and send Secure cookies there; so must we.
     jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])

@@ -1,28 +1,30 @@
-"""Console storage on SQLite: roll-up, exactly-once counting and alerting across replicas."""
+"""Console storage on both backends: roll-up, exactly-once counting and alerting across replicas."""
 
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from cloud.console.app import open_console_storage
 from cloud.console.rules import RULES as RULE_INFO
 from cloud.errors import UsageError
+from cloud.storage import Storage, open_storage
 from cloud.storage._console_rollup import RULES_SQL
 from cloud.storage.base import AgentIdentity, EventRow, HeartbeatRecord
 from cloud.storage.console import (
     AlertQuery,
     AlertThresholds,
+    ConsoleStorage,
     FleetQuery,
     FleetRow,
     FleetThresholds,
     UserRecord,
 )
 from cloud.storage.console_sqlite import SqliteConsoleStorage
-from cloud.storage.sqlite import SqliteStorage
+from cloud.storage.postgres.console_rollup import RULES as PG_RULES
 from protocol.ids import uuid7_str
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -36,38 +38,46 @@ REFUSAL = {"settings_version": 7, "config_hash": "ab" * 16, "at": NOW.isoformat(
            "reason": "devices.scanner-9: no such device on this box"}  # fmt: skip
 
 
-DB = tuple[SqliteStorage, SqliteConsoleStorage]
+DB = tuple[Storage, ConsoleStorage]
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[DB]:
-    path = str(tmp_path / "cloud.db")
-    storage = await SqliteStorage.open(path)
-    console = await SqliteConsoleStorage.open(path)
+async def db(db_url: str) -> AsyncIterator[DB]:
+    """The ingest storage and a console storage on one database of each backend."""
+    storage = await open_storage(db_url)
+    console = await open_console_storage(db_url)
     yield storage, console
     await console.close()
     await storage.close()
 
 
-async def row_of(console: SqliteConsoleStorage, store_id: str) -> FleetRow:
+@pytest.fixture
+async def second(db: DB, db_url: str) -> AsyncIterator[ConsoleStorage]:
+    """Another replica's console storage on the same database."""
+    console = await open_console_storage(db_url)
+    yield console
+    await console.close()
+
+
+async def row_of(console: ConsoleStorage, store_id: str) -> FleetRow:
     row = await console.fleet_row(store_id)
     assert row is not None, f"{store_id} is not in the roll-up"
     return row
 
 
-async def login_of(console: SqliteConsoleStorage, username: str) -> tuple[UserRecord, str]:
+async def login_of(console: ConsoleStorage, username: str) -> tuple[UserRecord, str]:
     found = await console.user_login(username)
     assert found is not None
     return found
 
 
-async def enroll(storage: SqliteStorage, store_id: str, at: datetime = NOW) -> AgentIdentity:
+async def enroll(storage: Storage, store_id: str, at: datetime = NOW) -> AgentIdentity:
     await storage.add_enroll_code(store_id, f"code-{store_id}", at + timedelta(days=1), at)
     return await storage.enroll(f"code-{store_id}", f"agt-{store_id}", f"tok-{store_id}", {}, at)
 
 
 async def beat(
-    storage: SqliteStorage,
+    storage: Storage,
     agent: AgentIdentity,
     at: datetime = NOW,
     backlog: int = 0,
@@ -82,7 +92,7 @@ async def beat(
     await storage.record_heartbeat(agent.agent_id, HeartbeatRecord(at, backlog, age, body))
 
 
-async def scans(storage: SqliteStorage, agent: AgentIdentity, good: int, bad: int,
+async def scans(storage: Storage, agent: AgentIdentity, good: int, bad: int,
                 at: datetime = NOW, seq0: int = 0) -> None:  # fmt: skip
     rows = []
     for i in range(good + bad):
@@ -144,53 +154,88 @@ async def test_a_revoked_agent_leaves_the_roll_up(db: DB) -> None:
 
 
 async def test_two_replicas_counting_at_once_count_every_event_exactly_once(
-    db: DB, tmp_path: Path
+    db: DB, second: ConsoleStorage
 ) -> None:
     storage, first = db
-    second = await SqliteConsoleStorage.open(str(tmp_path / "cloud.db"))
     agent = await enroll(storage, "store-a")
-    try:
-        for batch in range(10):
-            await scans(storage, agent, good=40, bad=10, seq0=batch * 50)
-            # Both replicas race in small chunks while the next batch is being written.
-            await asyncio.gather(
-                *(s.aggregate_events(NOW, 7) for s in (first, second) for _ in range(6))
-            )
-        while await first.aggregate_events(NOW, 100) or await second.aggregate_events(NOW, 100):
-            pass
-        [stats] = await second.scan_stats("store-a", NOW - timedelta(hours=1))
-        assert (stats.scans, stats.unrecognised) == (500, 100)
-        counts = {
-            c.kind: c.count for c in await first.hourly_counts("store-a", NOW - timedelta(hours=1))
-        }
-        assert counts["events"] == counts["scan"] == 500
-    finally:
-        await second.close()
+    for batch in range(10):
+        await scans(storage, agent, good=40, bad=10, seq0=batch * 50)
+        # Both replicas race in small chunks while the next batch is being written.
+        await asyncio.gather(
+            *(s.aggregate_events(NOW, 7) for s in (first, second) for _ in range(6))
+        )
+    while await first.aggregate_events(NOW, 100) or await second.aggregate_events(NOW, 100):
+        pass
+    [stats] = await second.scan_stats("store-a", NOW - timedelta(hours=1))
+    assert (stats.scans, stats.unrecognised) == (500, 100)
+    counts = {
+        c.kind: c.count for c in await first.hourly_counts("store-a", NOW - timedelta(hours=1))
+    }
+    assert counts["events"] == counts["scan"] == 500
 
 
 async def test_two_replicas_evaluating_at_once_open_one_alert_per_condition(
-    db: DB, tmp_path: Path
+    db: DB, second: ConsoleStorage
 ) -> None:
     storage, first = db
-    second = await SqliteConsoleStorage.open(str(tmp_path / "cloud.db"))
-    try:
-        for store in ("store-a", "store-b"):
-            agent = await enroll(storage, store)
-            await beat(storage, agent, devices=[{**SCANNER, "state": "offline",
-                                                 "condition": "disconnected"}])  # fmt: skip
-        await first.refresh_fleet(NOW)
-        results = await asyncio.gather(
-            *(s.evaluate_alerts(RULES, NOW) for s in (first, second) for _ in range(5))
-        )
-        assert sum(r.opened for r in results) == 2
-        alerts, total = await second.list_alerts(AlertQuery())
-        assert total == 2
-        assert {(a.rule, a.store_id, a.device_id) for a in alerts} == {
-            ("scanner_disconnected", "store-a", "scanner-front"),
-            ("scanner_disconnected", "store-b", "scanner-front"),
-        }
-    finally:
-        await second.close()
+    for store in ("store-a", "store-b"):
+        agent = await enroll(storage, store)
+        await beat(storage, agent, devices=[{**SCANNER, "state": "offline",
+                                             "condition": "disconnected"}])  # fmt: skip
+    await first.refresh_fleet(NOW)
+    results = await asyncio.gather(
+        *(s.evaluate_alerts(RULES, NOW) for s in (first, second) for _ in range(5))
+    )
+    assert sum(r.opened for r in results) == 2
+    alerts, total = await second.list_alerts(AlertQuery())
+    assert total == 2
+    assert {(a.rule, a.store_id, a.device_id) for a in alerts} == {
+        ("scanner_disconnected", "store-a", "scanner-front"),
+        ("scanner_disconnected", "store-b", "scanner-front"),
+    }
+
+
+async def test_two_replicas_running_whole_rounds_while_agents_write_agree_exactly(
+    db: DB, second: ConsoleStorage
+) -> None:
+    storage, first = db
+    offline = {**SCANNER, "state": "offline", "condition": "disconnected"}
+    agents = [await enroll(storage, f"store-{i}") for i in range(4)]
+    writing = True
+
+    async def agents_write() -> None:
+        nonlocal writing
+        for batch in range(8):
+            for i, agent in enumerate(agents):
+                await beat(storage, agent, at=NOW + timedelta(seconds=batch),
+                           devices=[offline if i % 2 else SCANNER])  # fmt: skip
+                await scans(storage, agent, good=4, bad=1, seq0=batch * 5)
+            await asyncio.sleep(0)
+        writing = False
+
+    async def replica(console: ConsoleStorage) -> list[int]:
+        opened = []
+        while writing:
+            await console.refresh_fleet(NOW)
+            await console.aggregate_events(NOW, 9)
+            opened.append((await console.evaluate_alerts(RULES, NOW)).opened)
+        return opened
+
+    _, opened_a, opened_b = await asyncio.gather(agents_write(), replica(first), replica(second))
+    await first.refresh_fleet(NOW + timedelta(seconds=8))
+    while await second.aggregate_events(NOW, 100):
+        pass
+    last = await first.evaluate_alerts(RULES, NOW)
+    for agent in agents:
+        [stats] = await first.scan_stats(agent.store_id, NOW - timedelta(hours=1))
+        assert (stats.scans, stats.unrecognised) == (40, 8)
+        assert (await row_of(second, agent.store_id)).events_today == 40
+    alerts, total = await first.list_alerts(AlertQuery())
+    assert sorted((a.rule, a.store_id) for a in alerts) == [
+        ("scanner_disconnected", "store-1"),
+        ("scanner_disconnected", "store-3"),
+    ]
+    assert sum(opened_a) + sum(opened_b) + last.opened == total == 2
 
 
 async def test_alert_lifecycle_open_acknowledged_resolved_and_reopened(db: DB) -> None:
@@ -250,8 +295,8 @@ async def test_each_rule_fires_on_its_condition_only(
     assert [a.rule for a in alerts] == [rule]
 
 
-def test_every_rule_the_backend_evaluates_is_explained_on_the_alerts_page() -> None:
-    assert set(RULES_SQL) == set(RULE_INFO)
+def test_every_rule_the_backends_evaluate_is_explained_on_the_alerts_page() -> None:
+    assert set(RULES_SQL) == set(PG_RULES) == set(RULE_INFO)
 
 
 async def test_a_refused_config_opens_an_alert_that_resolves_when_the_agent_applies_one(

@@ -3,19 +3,17 @@
 import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
+from cloud.console.app import open_console_storage
 from cloud.console.evaluator import AlertEvaluator, EvaluatorState
-from cloud.storage.console_sqlite import SqliteConsoleStorage
 from console.console_helpers import FAST
 
 SETTINGS = replace(FAST, evaluate_every_s=0.05, lease_ttl_s=30.0)
 
 
-async def test_one_replica_leads_the_other_takes_over_when_it_stops(tmp_path: Path) -> None:
-    path = str(tmp_path / "cloud.db")
-    a_storage = await SqliteConsoleStorage.open(path)
-    b_storage = await SqliteConsoleStorage.open(path)
+async def test_one_replica_leads_the_other_takes_over_when_it_stops(db_url: str) -> None:
+    a_storage = await open_console_storage(db_url)
+    b_storage = await open_console_storage(db_url)
     try:
         a = AlertEvaluator(a_storage, SETTINGS, holder="replica-a")
         b = AlertEvaluator(b_storage, SETTINGS, holder="replica-b")
@@ -36,8 +34,8 @@ async def test_one_replica_leads_the_other_takes_over_when_it_stops(tmp_path: Pa
         await b_storage.close()
 
 
-async def test_storage_failures_back_off_and_are_reported(tmp_path: Path) -> None:
-    storage = await SqliteConsoleStorage.open(str(tmp_path / "cloud.db"))
+async def test_storage_failures_back_off_and_are_reported(db_url: str) -> None:
+    storage = await open_console_storage(db_url)
     await storage.close()  # every call now fails with StorageError
     evaluator = AlertEvaluator(storage, SETTINGS, holder="replica-a")
     task = asyncio.create_task(evaluator.run())
