@@ -15,8 +15,13 @@ from console.console_helpers import FAST, Client
 
 @pytest.fixture
 def config(tmp_path: Path) -> CloudConfig:
+    """The console under test; heartbeats may come back to back (tests drive agents fast)."""
     return CloudConfig(
-        db_url=f"sqlite:///{tmp_path / 'cloud.db'}", admin_token="t", port=0, console=FAST
+        db_url=f"sqlite:///{tmp_path / 'cloud.db'}",
+        admin_token="t",
+        port=0,
+        console=FAST,
+        heartbeat_min_interval_s=0,
     )
 
 
