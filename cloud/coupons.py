@@ -77,8 +77,9 @@ async def issue(
     campaign = await coupons.get_campaign(campaign_id)
     if campaign is None:
         raise NotFound(f"unknown campaign {campaign_id}", key="unknown_campaign")
-    start = (body.valid_from or campaign.valid_from).astimezone(UTC)
-    end = (body.valid_to or campaign.valid_to).astimezone(UTC)
+    # Compared as given: converting first would overflow on e.g. 9999-12-31T23:59-14:00.
+    start = body.valid_from or campaign.valid_from
+    end = body.valid_to or campaign.valid_to
     if not campaign.valid_from <= start < end <= campaign.valid_to:
         raise BadRequest("coupon validity must lie within the campaign's", key="bad_validity")
     # Token times are whole unix seconds (docs/COUPONS.md "Layout"). Rounded inward, the

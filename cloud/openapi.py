@@ -78,7 +78,7 @@ _RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}}}
 # SettingsDocument once merged: over the fleet's for a store, and every store's over a new
 # fleet document (cloud/settings.py); the schema shows the shape it must merge to.
 _DOCUMENT_NOTE = "merge patch (RFC 7396) that must merge into a valid SettingsDocument"
-_PROMETHEUS = "text/plain"  # exposition format 0.0.4; prometheus_client adds the version
+_PROMETHEUS = "text/plain"  # the text exposition format; prometheus_client adds its version
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:

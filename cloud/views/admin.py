@@ -222,7 +222,10 @@ def _since(value: str | None) -> datetime | None:
         raise BadRequest("since: not an ISO 8601 date-time", key="bad_since") from exc
     if since.tzinfo is None:
         raise BadRequest("since: needs a timezone, e.g. 2024-05-01T00:00:00Z", key="bad_since")
-    return since.astimezone(UTC)
+    try:
+        return since.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00+14:00, the year 0 in UTC
+        raise BadRequest("since: out of range in UTC", key="bad_since") from exc
 
 
 def _int(value: str | None, name: str, low: int, high: int) -> int | None:

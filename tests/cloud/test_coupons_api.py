@@ -298,3 +298,14 @@ async def test_coupon_validity_is_rounded_inward_to_whole_seconds(client: Client
     assert (claims.valid_from, claims.valid_to) == (start.timestamp() + 1, start.timestamp() + 2)
     assert (coupon["valid_from"], coupon["valid_to"]) == (
         "2030-01-01T00:00:01Z", "2030-01-01T00:00:02Z")  # fmt: skip
+
+
+async def test_issue_times_utc_cannot_hold_are_400(client: Client) -> None:
+    # Valid ISO 8601 but year 10000 or 0 in UTC: converting them first was a 500.
+    campaign = await new_campaign(client)
+    path = f"/api/campaigns/{campaign['campaign_id']}/coupons"
+    for field, at in (("valid_to", "9999-12-31T23:00:00-14:00"),
+                      ("valid_from", "0001-01-01T00:00:00+14:00")):  # fmt: skip
+        response = await client.post(path, json={"count": 1, "value": 1, field: at}, headers=ADMIN)
+        assert response.status == 400, await response.text()
+        assert (await response.json())["error"] == "coupon validity must lie within the campaign's"

@@ -5,7 +5,7 @@ from typing import Any
 
 import orjson
 import pytest
-from cloud_helpers import Agent, Client, admin_get
+from cloud_helpers import ADMIN, Agent, Client, admin_get
 
 from protocol.wire import HeartbeatResponse
 
@@ -100,3 +100,16 @@ async def test_heartbeat_needs_an_agent_token(client: Client) -> None:
         "/v1/heartbeat", json=heartbeat(), headers={"Authorization": "Bearer nope"}
     )
     assert response.status == 401
+
+
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-14:00"])
+async def test_a_refusal_time_utc_cannot_hold_is_refused(
+    client: Client, agent: Agent, at: str
+) -> None:
+    # Valid ISO 8601, but year 0 or 10000 in UTC: once stored, every read of the store's
+    # config status failed (500), so it is refused at the door.
+    body = heartbeat(config_error={"reason": "bad config", "at": at})
+    response = await client.post("/v1/heartbeat", json=body, headers=agent.auth)
+    assert response.status == 400
+    assert (await response.json())["error"] == "config_error.at: out of range in UTC"
+    assert (await client.get(f"/api/stores/{agent.store_id}/config", headers=ADMIN)).status == 200
