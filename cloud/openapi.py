@@ -2,7 +2,8 @@
 
 Bodies the service validates with pydantic take their JSON Schema from those same models, so
 the description cannot drift from what is enforced; the rest is written out here. A test
-holds every route of the router to an operation here and runs schemathesis against it.
+holds every route of the router (the console's HTML pages aside) to an operation here and
+runs schemathesis against it.
 """
 
 from functools import cache
@@ -396,7 +397,7 @@ def openapi() -> dict[str, Any]:
             }
         },
     }
-    # The agent compiles each as a regex and a store refuses a config that does not compile.
+    # ScanRules compiles each (as the agent will use it): one that does not is a 400.
     patterns = schemas["ScanRules"]["properties"]["staff_badge_patterns"]["items"]
     patterns["format"] = "regex"
     _bound_integers(schemas)
