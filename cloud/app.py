@@ -65,11 +65,12 @@ def create_app(config: CloudConfig) -> web.Application:
 async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     storage = await open_storage(config.db_url, pool_size=config.db_pool_size)
-    app[STORAGE] = storage
-    app[AGENT_AUTH] = AgentAuthenticator(storage)
-    app[COUPON_STORAGE] = coupon_storage_for(storage)
-    app[SETTINGS_STORAGE] = config_storage_for(storage)
     try:
+        # Inside the try: a start that fails here still closes the pool it opened.
+        app[STORAGE] = storage
+        app[AGENT_AUTH] = AgentAuthenticator(storage)
+        app[COUPON_STORAGE] = coupon_storage_for(storage)
+        app[SETTINGS_STORAGE] = config_storage_for(storage)
         yield
     finally:
         await storage.close()

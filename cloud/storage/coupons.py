@@ -98,10 +98,15 @@ class CouponStorage(Protocol):
 
 def coupon_storage_for(storage: Storage) -> CouponStorage:
     """The coupon storage living in the same database as `storage` (same connection/pool)."""
+    from cloud.storage.postgres import PostgresStorage
     from cloud.storage.sqlite import SqliteStorage
 
     if isinstance(storage, SqliteStorage):
         from cloud.storage.sqlite_coupons import SqliteCouponStorage
 
         return SqliteCouponStorage(storage)
+    if isinstance(storage, PostgresStorage):
+        from cloud.storage.postgres.coupons import PostgresCouponStorage
+
+        return PostgresCouponStorage(storage)
     raise TypeError(f"no coupon storage for {type(storage).__name__}")

@@ -97,10 +97,15 @@ class ConfigStorage(Protocol):
 
 def config_storage_for(storage: Storage) -> ConfigStorage:
     """The config storage living in the same database as `storage` (same connection/pool)."""
+    from cloud.storage.postgres import PostgresStorage
     from cloud.storage.sqlite import SqliteStorage
 
     if isinstance(storage, SqliteStorage):
         from cloud.storage.sqlite_settings import SqliteConfigStorage
 
         return SqliteConfigStorage(storage)
+    if isinstance(storage, PostgresStorage):
+        from cloud.storage.postgres.settings import PostgresConfigStorage
+
+        return PostgresConfigStorage(storage)
     raise TypeError(f"no config storage for {type(storage).__name__}")

@@ -1,4 +1,5 @@
-"""PostgreSQL backend beyond the shared contract: migrations, partitions, retention, cursors."""
+"""PostgreSQL backend beyond the shared contract: migrations, partitions, retention, cursors,
+and token promotion racing other replicas."""
 
 import asyncio
 import subprocess
@@ -9,7 +10,7 @@ import asyncpg
 import pytest
 
 from cloud.credentials import hash_code
-from cloud.errors import StorageError
+from cloud.errors import EnrollmentRefused, StorageError
 from cloud.fleet import issue_enroll_code
 from cloud.storage.base import AgentIdentity, EventFilter, EventRow
 from cloud.storage.postgres import PostgresStorage
@@ -130,6 +131,68 @@ async def test_listing_holds_back_rows_an_older_open_transaction_could_precede(
         assert await storage.count_events(None, None) == 2
     finally:
         await blocker.close()
+        await storage.close()
+
+
+async def test_a_refusal_keeps_its_pooled_connection(postgres_url: str) -> None:
+    # Only a cancellation mid-statement may leave a session dirty; a refusal must not cost
+    # the pool a connection (a burst of bad enrollment codes would churn them all).
+    storage = await PostgresStorage.open(postgres_url, pool_size=1)
+    try:
+        async with storage.connection() as conn:
+            before = await conn.fetchval("SELECT pg_backend_pid()")
+        with pytest.raises(EnrollmentRefused):
+            await storage.enroll("unknown-code-hash", "agt-x", "th-x", {}, NOW)
+        async with storage.connection() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") == before
+    finally:
+        await storage.close()
+
+
+async def wait_for_a_lock_wait(conn: asyncpg.Connection) -> None:
+    """Return once a pooled connection of this database waits on a lock (5 s at most)."""
+    for _ in range(500):
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'storeedge-cloud' AND wait_event_type = 'Lock'"
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no connection ever waited on a lock")
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "staged", "old"),
+    [
+        # Another replica promoted it first: it is the current token now, so it still works.
+        ("SET token_hash = next_token_hash, next_token_hash = NULL", AGENT, None),
+        # Revoked, or staged again, while this login was on its way: no longer valid (and
+        # the old token stays the current one of an agent staged again).
+        ("SET revoked_at = now(), next_token_hash = NULL", None, None),
+        ("SET next_token_hash = 'th-other'", None, AGENT),
+    ],
+)
+async def test_a_staged_token_changed_during_its_promotion_answers_by_the_change(
+    postgres_url: str, meanwhile: str, staged: AgentIdentity | None, old: AgentIdentity | None
+) -> None:
+    storage = await open_enrolled(postgres_url)
+    other = await asyncpg.connect(postgres_url)
+    try:
+        await storage.rotate_token(AGENT.agent_id, "th-next", NOW)
+        # The other replica's change holds the row lock: this login's lookup still sees the
+        # staged token, and its promoting UPDATE waits, then re-checks the changed row.
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute(f"UPDATE agents {meanwhile} WHERE agent_id = $1", AGENT.agent_id)
+        login = asyncio.create_task(storage.authenticate("th-next"))
+        await wait_for_a_lock_wait(other)
+        await transaction.commit()
+        assert await login == staged
+        assert await storage.authenticate("th") == old
+        assert await storage.authenticate("th-next") == staged
+    finally:
+        await other.close()
         await storage.close()
 
 

@@ -286,3 +286,122 @@ async def test_concurrent_heartbeats_and_logins_each_get_their_own_answer(
     assert sorted(a.heartbeat.body["n"] for a in detail.agents if a.heartbeat) == list(
         range(1, 40, 3)
     )
+
+
+async def test_a_staged_token_works_beside_the_old_until_its_first_use(enrolled: Storage) -> None:
+    assert await enrolled.rotate_token(AGENT.agent_id, "th-next", NOW) is True
+    # The answer carrying the new token may be lost: the old one keeps working meanwhile.
+    assert await enrolled.authenticate("token-hash") == AGENT
+    assert await enrolled.authenticate("token-hash") == AGENT
+    assert await enrolled.authenticate("th-next") == AGENT
+    assert await enrolled.authenticate("token-hash") is None
+    assert await enrolled.authenticate("th-next") == AGENT
+
+
+async def test_staging_again_replaces_an_unused_staged_token(enrolled: Storage) -> None:
+    assert await enrolled.rotate_token(AGENT.agent_id, "th-first", NOW)
+    assert await enrolled.rotate_token(AGENT.agent_id, "th-second", NOW)
+    assert await enrolled.authenticate("th-first") is None
+    assert await enrolled.authenticate("token-hash") == AGENT
+    assert await enrolled.authenticate("th-second") == AGENT
+    assert await enrolled.authenticate("token-hash") is None
+
+
+async def test_only_an_active_agent_rotates_and_revoking_drops_the_staged_token(
+    enrolled: Storage,
+) -> None:
+    assert await enrolled.rotate_token("agt-unknown", "th-x", NOW) is False
+    assert await enrolled.rotate_token(AGENT.agent_id, "th-next", NOW)
+    assert await enrolled.revoke_agent(AGENT.agent_id, NOW)
+    assert await enrolled.authenticate("th-next") is None
+    assert await enrolled.rotate_token(AGENT.agent_id, "th-later", NOW) is False
+    assert await enrolled.authenticate("th-later") is None
+
+
+async def test_concurrent_logins_with_old_and_staged_token_agree(enrolled: Storage) -> None:
+    # Backends may look these up in one statement; the staged token is promoted once.
+    others = [AgentIdentity(f"agt-o{n}", "store-1") for n in range(3)]
+    for n, other in enumerate(others):
+        await enroll(enrolled, other, f"th-o{n}")
+    await enrolled.rotate_token(AGENT.agent_id, "th-next", NOW)
+    logins = await asyncio.gather(
+        *(enrolled.authenticate("th-next") for _ in range(5)),
+        *(enrolled.authenticate(f"th-o{n}") for n in range(3)),
+        enrolled.authenticate("nope"),
+    )
+    assert logins == [AGENT] * 5 + others + [None]
+    assert await enrolled.authenticate("token-hash") is None
+    assert await enrolled.authenticate("th-next") == AGENT
+
+
+async def test_two_replicas_promoting_one_staged_token_both_let_it_in(db_url: str) -> None:
+    first, second = await open_storage(db_url), await open_storage(db_url)
+    try:
+        await enroll(first)
+        await first.rotate_token(AGENT.agent_id, "th-next", NOW)
+        logins = await asyncio.gather(
+            *(storage.authenticate("th-next") for storage in (first, second) for _ in range(3))
+        )
+        assert logins == [AGENT] * 6
+        assert await second.authenticate("token-hash") is None
+        assert await first.authenticate("token-hash") is None
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_reenrollment_rekeys_unrevokes_and_keeps_the_agent_row(enrolled: Storage) -> None:
+    await enrolled.rotate_token(AGENT.agent_id, "th-staged", NOW)
+    await enrolled.revoke_agent(AGENT.agent_id, NOW)
+    issued = await issue_enroll_code(enrolled, AGENT.store_id, now=NOW)
+    later = NOW + timedelta(minutes=5)
+    again = await enrolled.reenroll(
+        hash_code(issued.code), AGENT.agent_id, "th-new", {"v": 2}, later
+    )
+    assert again == AGENT
+    assert await enrolled.authenticate("th-new") == AGENT
+    assert await enrolled.authenticate("token-hash") is None
+    assert await enrolled.authenticate("th-staged") is None
+    detail = await enrolled.get_store(AGENT.store_id)
+    assert detail is not None
+    (row,) = detail.agents
+    assert (row.revoked_at, row.agent_info, row.enrolled_at) == (None, {"v": 2}, NOW)
+    with pytest.raises(EnrollmentRefused) as caught:
+        await enrolled.reenroll(hash_code(issued.code), AGENT.agent_id, "th-3", {}, later)
+    assert caught.value.key == "code_used"
+
+
+async def test_reenrolling_an_unknown_id_registers_it(storage: Storage) -> None:
+    issued = await issue_enroll_code(storage, "store-u", now=NOW)
+    who = await storage.reenroll(hash_code(issued.code), "agt-lost", "th-lost", {}, NOW)
+    assert who == AgentIdentity("agt-lost", "store-u")
+    assert await storage.authenticate("th-lost") == who
+
+
+async def test_reenrollment_never_crosses_stores_and_then_spends_nothing(
+    enrolled: Storage,
+) -> None:
+    issued = await issue_enroll_code(enrolled, "store-2", now=NOW)
+    with pytest.raises(EnrollmentRefused, match="belongs to store store-1") as caught:
+        await enrolled.reenroll(hash_code(issued.code), AGENT.agent_id, "th-x", {}, NOW)
+    assert caught.value.key == "agent_other_store"
+    assert await enrolled.authenticate("token-hash") == AGENT
+    assert await enrolled.authenticate("th-x") is None
+    fresh = await enrolled.enroll(hash_code(issued.code), "agt-2", "th-2", {}, NOW)
+    assert fresh == AgentIdentity("agt-2", "store-2")
+
+
+async def test_racing_reenrollments_of_one_new_id_leave_one_token(storage: Storage) -> None:
+    codes = [await issue_enroll_code(storage, "store-r", now=NOW) for _ in range(4)]
+    outcomes = await asyncio.gather(
+        *(
+            storage.reenroll(hash_code(c.code), "agt-r", f"th-r{n}", {}, NOW)
+            for n, c in enumerate(codes)
+        )
+    )
+    assert outcomes == [AgentIdentity("agt-r", "store-r")] * 4
+    logins = [await storage.authenticate(f"th-r{n}") for n in range(4)]
+    assert logins.count(None) == 3
+    detail = await storage.get_store("store-r")
+    assert detail is not None
+    assert len(detail.agents) == 1

@@ -4,7 +4,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from cloud.errors import EnrollmentRefused, Overloaded, StorageError
+from cloud.errors import Overloaded, RequestError, StorageError
 from cloud.storage import DEFAULT_POOL_SIZE
 from cloud.storage.base import (
     AgentIdentity,
@@ -45,6 +45,7 @@ from cloud.storage.postgres._sql import (
     agent_from_row,
     summary_from_row,
 )
+from cloud.storage.postgres._tokens import find_agents, rekey, spend_code
 from cloud.storage.postgres._types import Conn
 
 log = logging.getLogger(__name__)
@@ -161,17 +162,7 @@ class PostgresStorage:
     ) -> AgentIdentity:
         """Spend the code and register the agent in one transaction, or EnrollmentRefused."""
         async with self._connection() as conn, conn.transaction():
-            # The WHERE clause is the single-use check: of two replicas spending one code at
-            # once, the second waits on the row lock, then matches nothing.
-            store_id = await conn.fetchval(
-                "UPDATE enroll_codes SET used_at = $2, used_by = $3 WHERE code_hash = $1"
-                " AND used_at IS NULL AND expires_at > $2 RETURNING store_id",
-                code_hash,
-                now,
-                agent_id,
-            )
-            if store_id is None:
-                raise await _refusal(conn, code_hash)
+            store_id = await spend_code(conn, code_hash, agent_id, now)
             await conn.execute(
                 "INSERT INTO agents (agent_id, store_id, token_hash, agent_info, enrolled_at)"
                 " VALUES ($1, $2, $3, $4, $5)",
@@ -183,8 +174,37 @@ class PostgresStorage:
             )
         return AgentIdentity(agent_id, store_id)
 
+    async def reenroll(
+        self,
+        code_hash: str,
+        agent_id: str,
+        token_hash: str,
+        agent_info: dict[str, Any],
+        now: datetime,
+    ) -> AgentIdentity:
+        """Spend the code and re-key `agent_id` (or register it) in one transaction."""
+        async with self._connection() as conn, conn.transaction():
+            store_id = await spend_code(conn, code_hash, agent_id, now)
+            info = orjson.dumps(agent_info).decode()
+            await rekey(conn, agent_id, store_id, token_hash, info, now)
+        return AgentIdentity(agent_id, store_id)
+
+    async def rotate_token(self, agent_id: str, next_token_hash: str, now: datetime) -> bool:
+        """Stage `next_token_hash` for an active agent; the current token stays valid."""
+        del now  # the staged token has no expiry: it waits for the agent's next request
+        async with self._connection() as conn:
+            status = await conn.execute(
+                "UPDATE agents SET next_token_hash = $2 WHERE agent_id = $1 AND revoked_at IS NULL",
+                agent_id,
+                next_token_hash,
+            )
+        return bool(status == "UPDATE 1")
+
     async def authenticate(self, token_hash: str) -> AgentIdentity | None:
-        """The active agent owning this token hash, or None (looked up with concurrent ones)."""
+        """The active agent owning this token hash, or None; a staged token is promoted.
+
+        Looked up together with concurrent calls (`_authenticate_many`).
+        """
         if self._closed:
             raise StorageError("storage is closed")
         return await self._logins.submit(token_hash)
@@ -193,7 +213,8 @@ class PostgresStorage:
         """Revoke an agent; True when an active agent was revoked."""
         async with self._connection() as conn:
             status = await conn.execute(
-                "UPDATE agents SET revoked_at = $2 WHERE agent_id = $1 AND revoked_at IS NULL",
+                "UPDATE agents SET revoked_at = $2, next_token_hash = NULL"
+                " WHERE agent_id = $1 AND revoked_at IS NULL",
                 agent_id,
                 now,
             )
@@ -347,6 +368,10 @@ class PostgresStorage:
         assert row is not None  # an aggregate always returns a row
         return FleetStats(stores=row[0], agents=row[1], agents_online=row[2])
 
+    def connection(self) -> AbstractAsyncContextManager[Conn]:
+        """A pooled connection for tables beside these (config, coupons); errors → StorageError."""
+        return self._connection()
+
     def pool_usage(self) -> PoolUsage:
         """Pooled connections open and lent out, and callers waiting for one."""
         size = self._pool.get_size()
@@ -401,12 +426,7 @@ class PostgresStorage:
 
     async def _authenticate_many(self, token_hashes: Sequence[str]) -> list[AgentIdentity | None]:
         async with self._connection() as conn:
-            rows = await conn.fetch(
-                "SELECT token_hash, agent_id, store_id FROM agents"
-                " WHERE token_hash = ANY($1::text[]) AND revoked_at IS NULL",
-                list(set(token_hashes)),
-            )
-        found = {row[0]: AgentIdentity(row[1], row[2]) for row in rows}
+            found = await find_agents(conn, token_hashes)
         return [found.get(token_hash) for token_hash in token_hashes]
 
     async def _record_heartbeats(self, beats: Sequence[_Beat]) -> list[bool]:
@@ -457,6 +477,10 @@ class PostgresStorage:
             yield conn
         except _DB_ERRORS as exc:
             raise StorageError(f"postgresql: {exc}") from exc
+        except RequestError:
+            # A refusal (unknown code, version conflict): raised between statements, and a
+            # transaction block rolls back on its way out, so the session is clean to pool.
+            raise
         except BaseException:
             # Cancelled mid-statement (shutdown): the session may sit idle in a transaction
             # holding locks. Closing it makes the server roll back; never pool it again.
@@ -474,14 +498,3 @@ async def _init_connection(conn: Conn) -> None:
 async def _retention(conn: Conn) -> int | None:
     value = await conn.fetchval("SELECT value FROM settings WHERE name = 'retention_days'")
     return None if value is None else int(orjson.loads(value))
-
-
-async def _refusal(conn: Conn, code_hash: str) -> EnrollmentRefused:
-    used_at = await conn.fetchrow(
-        "SELECT used_at FROM enroll_codes WHERE code_hash = $1", code_hash
-    )
-    if used_at is None:
-        return EnrollmentRefused("unknown enrollment code", key="code_unknown")
-    if used_at[0] is not None:
-        return EnrollmentRefused("enrollment code already used", key="code_used")
-    return EnrollmentRefused("enrollment code expired", key="code_expired")
