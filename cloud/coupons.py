@@ -7,7 +7,7 @@ no response, log line or config ever carries one.
 import hashlib
 import io
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import segno
@@ -43,6 +43,8 @@ ISSUE_ATTEMPTS = 5
 QR_ERROR = "m"
 QR_SCALE = 8
 QR_BORDER = 4
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
 
 
 def new_key_pair() -> KeyPair:
@@ -75,10 +77,16 @@ async def issue(
     campaign = await coupons.get_campaign(campaign_id)
     if campaign is None:
         raise NotFound(f"unknown campaign {campaign_id}", key="unknown_campaign")
-    start = (body.valid_from or campaign.valid_from).astimezone(UTC)
-    end = (body.valid_to or campaign.valid_to).astimezone(UTC)
+    # Compared as given: converting first would overflow on e.g. 9999-12-31T23:59-14:00.
+    start = body.valid_from or campaign.valid_from
+    end = body.valid_to or campaign.valid_to
     if not campaign.valid_from <= start < end <= campaign.valid_to:
         raise BadRequest("coupon validity must lie within the campaign's", key="bad_validity")
+    # Token times are whole unix seconds (docs/COUPONS.md "Layout"). Rounded inward, the
+    # coupon never starts before nor ends after what was asked (and so the campaign's).
+    first, last = _ceil_seconds(start), _floor_seconds(end)
+    if first >= last:
+        raise BadRequest("coupon validity must span a whole second", key="bad_validity")
     if body.stores is not None and campaign.stores is not None:
         outside = sorted(set(body.stores) - set(campaign.stores))
         if outside:
@@ -97,8 +105,8 @@ async def issue(
                 coupon_id=coupon_id,
                 value_minor=body.value,
                 currency=campaign.currency,
-                valid_from=int(start.timestamp()),
-                valid_to=int(end.timestamp()),
+                valid_from=first,
+                valid_to=last,
                 store_tags=tags,
                 single_use=body.single_use,
             )
@@ -179,6 +187,15 @@ def _policy(campaign: ConfigCampaign) -> CampaignPolicy:
             for k in campaign.keys
         ],
     )
+
+
+def _floor_seconds(when: datetime) -> int:
+    # Integer arithmetic: a float timestamp can round a microsecond across a second.
+    return (when - _EPOCH) // _SECOND
+
+
+def _ceil_seconds(when: datetime) -> int:
+    return -((_EPOCH - when) // _SECOND)
 
 
 def _new_ids(count: int) -> list[int]:

@@ -2,7 +2,8 @@
 
 Bodies the service validates with pydantic take their JSON Schema from those same models, so
 the description cannot drift from what is enforced; the rest is written out here. A test
-holds every route of the router to an operation here and runs schemathesis against it.
+holds every route of the router (the console's HTML pages aside) to an operation here and
+runs schemathesis against it.
 """
 
 from functools import cache
@@ -15,9 +16,19 @@ from pydantic.json_schema import models_json_schema
 from cloud.batch import MAX_INT64
 from cloud.coupon_models import CampaignCreate, IssueRequest
 from cloud.responses import json_response
-from cloud.views.admin import KNOWN_KINDS, MAX_LIMIT
+from cloud.views import config as config_views
+from cloud.views.admin import (
+    ID_PATTERN,
+    KNOWN_KINDS,
+    MAX_CURSOR,
+    MAX_LIMIT,
+    MAX_SILENT_S,
+    EnrollCodeRequest,
+)
+from cloud.views.config import ConfigWrite
 from protocol.constants import MAX_BATCH_EVENTS
 from protocol.coupon_events import BusinessConfig, ReserveRequest, ReserveResponse
+from protocol.settings import SettingsDocument
 from protocol.wire import (
     AgentSelf,
     BatchResponse,
@@ -29,12 +40,17 @@ from protocol.wire import (
 )
 
 TITLE = "storeedge cloud"
-DESCRIPTION = "Ingest, fleet and coupon API of the storeedge cloud (docs/SYNC.md, COUPONS.md)"
+DESCRIPTION = (
+    "Ingest, fleet, coupon and remote-config API of the storeedge cloud (docs/SYNC.md,"
+    " COUPONS.md, CONFIG.md). The console's HTML pages under /console are not part of it."
+)
 _MODELS: list[type[BaseModel]] = [
     AgentSelf,
     BatchResponse,
     BusinessConfig,
     CampaignCreate,
+    ConfigWrite,
+    EnrollCodeRequest,
     EnrollRequest,
     EnrollResponse,
     EventBatch,
@@ -43,6 +59,7 @@ _MODELS: list[type[BaseModel]] = [
     IssueRequest,
     ReserveRequest,
     ReserveResponse,
+    SettingsDocument,
 ]
 _REF = "#/components/schemas/{model}"
 _ERROR = {
@@ -51,13 +68,18 @@ _ERROR = {
     "properties": {"error": {"type": "string"}},
 }
 _ANY_OBJECT = {"type": "object"}
-_ID = {"type": "string", "pattern": r"^[A-Za-z0-9_.:\-]{1,64}$"}
+_ID = {"type": "string", "pattern": ID_PATTERN}
 U32 = 2**32 - 1
 # What POST /v1/events parses: the batch is refused whole only when it is not a list of 1 to
 # MAX_BATCH_EVENTS values; each is then judged alone (`rejected` with a reason when
 # it is not an Event), so any JSON value is a valid item of the request.
 _INGEST_BATCH = "IngestBatch"
 _RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}}}
+# A config write's document is an RFC 7396 merge patch (null removes a key) checked as a
+# SettingsDocument once merged: over the fleet's for a store, and every store's over a new
+# fleet document (cloud/settings.py); the schema shows the shape it must merge to.
+_DOCUMENT_NOTE = "merge patch (RFC 7396) that must merge into a valid SettingsDocument"
+_PROMETHEUS = "text/plain"  # the text exposition format; prometheus_client adds its version
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -78,8 +100,11 @@ def _errors(*statuses: int) -> dict[str, Any]:
         409: "conflict",
         413: "body past the size limit (compressed or inflated)",
         415: "unsupported Content-Encoding",
+        429: "this agent is over its rate: retry after the header",
     }
     out: dict[str, Any] = {str(s): _json(_ERROR, words[s]) for s in statuses}
+    if 429 in statuses:
+        out["429"]["headers"] = _RETRY_AFTER
     # Every route may shed load or lose its database for a moment: retry after the header.
     out["503"] = {**_json(_ERROR, "overloaded or storage unavailable"), "headers": _RETRY_AFTER}
     return out
@@ -127,12 +152,13 @@ def _paths() -> dict[str, Any]:
         "/v1/events": {"post": _op(
             "Ingest a batch (optionally gzip): one verdict per event, in batch order",
             {"200": _json(_ref(BatchResponse), "one result per event"),
-             **_errors(400, 401, 408, 413, 415)},
+             **_errors(400, 401, 408, 413, 415, 429)},
             auth=agent, body=_INGEST_BATCH,
         )},
         "/v1/heartbeat": {"post": _op(
             "The agent's health report; answered with the cloud's clock",
-            {"200": _json(_ref(HeartbeatResponse), "recorded"), **_errors(400, 401, 408, 413)},
+            {"200": _json(_ref(HeartbeatResponse), "recorded"),
+             **_errors(400, 401, 408, 413, 429)},
             auth=agent, body=Heartbeat,
         )},
         "/v1/agent": {"get": _op(
@@ -161,12 +187,24 @@ def _paths() -> dict[str, Any]:
             auth=agent, body=ReserveRequest,
         )},
         "/api/stores": {"get": _op(
-            "Fleet summary, one row per store",
-            {"200": _json(_obj("stores"), "stores"), **_errors(401)}, auth=admin,
+            "Fleet summary, one row per store, paged by store id",
+            {"200": _json(_obj("stores", "next_after"), "a page"), **_errors(400, 401)},
+            auth=admin,
+            params=[_query("after", _ID), _query("prefix", _ID),
+                    _query("silent_for_s", {"type": "integer", "minimum": 0,
+                                            "maximum": MAX_SILENT_S}),
+                    _query("limit", limit)],
+        )},
+        "/api/enroll-codes": {"post": _op(
+            "A single-use enrollment code for a store, created if new",
+            {"200": _json(_obj("code", "store_id", "expires_at", "store_created"), "the code"),
+             **_errors(400, 401, 408, 413)},
+            auth=admin, body=EnrollCodeRequest,
         )},
         "/api/stores/{store_id}": {"get": _op(
-            "One store with each agent's latest heartbeat",
-            {"200": _json(_obj("store", "agents"), "the store"), **_errors(400, 401, 404)},
+            "One store with each agent's latest heartbeat and its config status",
+            {"200": _json(_obj("store", "agents", "config"), "the store"),
+             **_errors(400, 401, 404)},
             auth=admin, params=[_path_param("store_id", _ID)],
         )},
         "/api/events": {"get": _op(
@@ -234,6 +272,13 @@ def _paths() -> dict[str, Any]:
              **_errors(400, 401, 404)},
             auth=admin, params=coupon,
         )},
+        **_config_paths(),
+        "/metrics": {"get": _op(
+            "Prometheus metrics of this replica, and the fleet's gauges",
+            {"200": {"description": "Prometheus text format", "content": {_PROMETHEUS: {}}},
+             **_errors(401)},
+            auth=admin,
+        )},
         "/healthz": {"get": _op(
             "Up, and storage answers",
             {"200": _json(_obj("status"), "ok"),
@@ -242,6 +287,52 @@ def _paths() -> dict[str, Any]:
         )},
         "/openapi.json": {"get": _op(
             "This description", {"200": _json(_ANY_OBJECT, "OpenAPI 3.1")}, auth=None,
+        )},
+    }  # fmt: skip
+
+
+def _config_paths() -> dict[str, Any]:
+    """The remote-config admin API (cloud/views/config.py)."""
+    admin = "adminToken"
+    store = [_path_param("store_id", _ID)]
+    version = [_path_param("version", {"type": "integer", "minimum": 1, "maximum": MAX_CURSOR})]
+    written = _json(_obj("version", "warnings"), "the new version, and device warnings")
+    return {
+        "/api/config/fleet": {
+            "get": _op("The fleet-wide document in force (null before the first write)",
+                       {"200": _json(_obj("fleet"), "the version"), **_errors(401)},
+                       auth=admin),
+            "put": _op("Write a new fleet-wide version; every store override must still merge",
+                       {"201": written, **_errors(400, 401, 408, 409, 413)},
+                       auth=admin, body=ConfigWrite),
+        },
+        "/api/stores/{store_id}/config": {
+            "get": _op("The store's documents, merged settings and each agent's report",
+                       {"200": _json(_obj("store_id", "fleet", "store", "effective",
+                                          "settings_version", "config_hash", "agents"),
+                                     "the store's config"),
+                        **_errors(400, 401, 404)},
+                       auth=admin, params=store),
+            "put": _op("Write a new version of the store's override, checked over the fleet's",
+                       {"201": written, **_errors(400, 401, 404, 408, 409, 413)},
+                       auth=admin, body=ConfigWrite, params=store),
+        },
+        "/api/config/versions": {"get": _op(
+            "Config versions, newest first: the fleet's, or those that shaped one store",
+            {"200": _json(_obj("versions", "next_before"), "a page"), **_errors(400, 401)},
+            auth=admin,
+            params=[_query("store_id", _ID),
+                    _query("fleet", {"type": "string", "enum": ["0", "1"]}),
+                    _query("before", {"type": "integer", "minimum": 1, "maximum": MAX_CURSOR}),
+                    _query("limit", {"type": "integer", "minimum": 1,
+                                     "maximum": config_views.MAX_LIMIT})],
+        )},
+        "/api/config/versions/{version}": {"get": _op(
+            "One version with its document",
+            {"200": _json(_obj("version", "scope", "store_id", "document", "author", "comment",
+                               "created_at"), "the version"),
+             **_errors(400, 401, 404)},
+            auth=admin, params=version,
         )},
     }  # fmt: skip
 
@@ -259,6 +350,26 @@ def _bound_integers(node: Any) -> None:
             _bound_integers(value)
 
 
+def _close_dict_keys(node: Any) -> None:
+    """A `dict[Id, X]` refuses other keys: say so, where pydantic's schema leaves them open.
+
+    pydantic states the key pattern as patternProperties, which leaves keys that do not match
+    it free to hold anything; the model refuses them. propertyNames says what it enforces.
+    """
+    if isinstance(node, dict):
+        patterns = node.get("patternProperties")
+        if isinstance(patterns, dict) and len(patterns) == 1 and "additionalProperties" not in node:
+            [(pattern, value)] = patterns.items()
+            del node["patternProperties"]
+            node["propertyNames"] = {**node.get("propertyNames", {}), "pattern": pattern}
+            node["additionalProperties"] = value
+        for child in node.values():
+            _close_dict_keys(child)
+    elif isinstance(node, list):
+        for child in node:
+            _close_dict_keys(child)
+
+
 def _obj(*required: str) -> dict[str, Any]:
     return {"type": "object", "required": list(required)}
 
@@ -269,6 +380,10 @@ def openapi() -> dict[str, Any]:
     _, defs = models_json_schema([(m, "validation") for m in _MODELS], ref_template=_REF)
     schemas = defs.get("$defs", {})
     schemas["Event"] = schemas["EventBatch"]["properties"]["events"]["items"]
+    schemas["ConfigWrite"]["properties"]["document"] = {
+        "$ref": _REF.format(model="SettingsDocument"),
+        "description": _DOCUMENT_NOTE,
+    }
     schemas[_INGEST_BATCH] = {
         "type": "object",
         "required": ["events"],
@@ -282,7 +397,11 @@ def openapi() -> dict[str, Any]:
             }
         },
     }
+    # ScanRules compiles each (as the agent will use it): one that does not is a 400.
+    patterns = schemas["ScanRules"]["properties"]["staff_badge_patterns"]["items"]
+    patterns["format"] = "regex"
     _bound_integers(schemas)
+    _close_dict_keys(schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": TITLE, "version": "1", "description": DESCRIPTION},

@@ -86,15 +86,22 @@ class DeviceHealth(_Wire):
     counters: dict[Annotated[str, Field(max_length=64)], int] = {}
 
 
+# Bounds far past any real outbox (2**40 events is ~150 TB of them) that keep the cloud's sums
+# over a whole fleet (millions of agents) within its 64-bit columns, and an age that any clock,
+# even one reset to 1970, stays under (~317 years): one agent cannot overflow a fleet total.
+MAX_BACKLOG_EVENTS = 2**40
+MAX_AGE_S = 1e10
+
+
 class Heartbeat(_Wire):
     """POST /v1/heartbeat body: the agent's health as of `sent_at`."""
 
     sent_at: AwareDatetime
     version: Annotated[str, Field(max_length=64)]
-    backlog_events: int = Field(ge=0)
+    backlog_events: int = Field(ge=0, le=MAX_BACKLOG_EVENTS)
     backlog_bytes: int = Field(ge=0)
-    oldest_unsynced_age_s: float | None = None
-    dead_letters: int = Field(default=0, ge=0)
+    oldest_unsynced_age_s: float | None = Field(default=None, ge=0, le=MAX_AGE_S)
+    dead_letters: int = Field(default=0, ge=0, le=MAX_BACKLOG_EVENTS)
     # The outbox is past its byte cap holding events it never drops (coupons, sales): an alarm.
     outbox_over_cap: bool = False
     losses: dict[Annotated[str, Field(max_length=64)], int] = {}

@@ -1,5 +1,6 @@
 """Reading request bodies within the configured limit."""
 
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -40,6 +41,16 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise BadRequest(describe_model(exc), key="invalid_body") from exc
+
+
+def in_utc(value: datetime, name: str) -> datetime:
+    """`value` in UTC, or BadRequest when UTC has no such time (past year 9999 or before 1)."""
+    try:
+        # e.g. 9999-12-31T23:00-14:00 is valid ISO 8601, but year 10000 in UTC: storage
+        # would take it and every later read of it would fail.
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise BadRequest(f"{name}: out of range in UTC", key="invalid_body") from exc
 
 
 def describe_model(exc: ValidationError) -> str:

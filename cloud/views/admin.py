@@ -26,6 +26,7 @@ DEFAULT_STORE_LIMIT = 1000
 MAX_SILENT_S = 10 * 365 * 86400  # silent_for_s above ten years is a typo, not a query
 MAX_CURSOR = 2**63 - 1  # SQLite INTEGER / PostgreSQL bigint
 KNOWN_KINDS = frozenset(KIND_FOR_PAYLOAD.values())
+ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"  # protocol.base.Id, for schemas
 
 View = Callable[[web.Request], Awaitable[web.Response]]
 MAX_CODE_TTL_S = 30 * 86400  # a code meant for a store visit, not a standing credential
@@ -36,7 +37,8 @@ class EnrollCodeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    store_id: Annotated[str, Field(max_length=64)]
+    # Checked by validate_id, whose message says what an id may hold; the schema states it too.
+    store_id: Annotated[str, Field(max_length=64, json_schema_extra={"pattern": ID_PATTERN})]
     ttl_s: Annotated[float, Field(gt=0, le=MAX_CODE_TTL_S)] | None = None
 
 
@@ -220,7 +222,10 @@ def _since(value: str | None) -> datetime | None:
         raise BadRequest("since: not an ISO 8601 date-time", key="bad_since") from exc
     if since.tzinfo is None:
         raise BadRequest("since: needs a timezone, e.g. 2024-05-01T00:00:00Z", key="bad_since")
-    return since.astimezone(UTC)
+    try:
+        return since.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00+14:00, the year 0 in UTC
+        raise BadRequest("since: out of range in UTC", key="bad_since") from exc
 
 
 def _int(value: str | None, name: str, low: int, high: int) -> int | None:

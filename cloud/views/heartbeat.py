@@ -4,12 +4,11 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from cloud.batch import MAX_INT64
-from cloud.errors import BadRequest, RateLimited
+from cloud.errors import RateLimited
 from cloud.keys import AGENT_AUTH, AGENT_GATE, CONFIG, SETTINGS_STORAGE, STORAGE
 from cloud.responses import json_response
 from cloud.storage.base import HeartbeatRecord
-from cloud.views._body import read_model
+from cloud.views._body import in_utc, read_model
 from protocol.wire import Heartbeat, HeartbeatResponse
 
 
@@ -19,9 +18,8 @@ async def post_heartbeat(request: web.Request) -> web.Response:
     with app[AGENT_GATE].admit():
         agent = await app[AGENT_AUTH].async_authenticate(request)
         heartbeat = await read_model(request, Heartbeat)
-        if heartbeat.backlog_events > MAX_INT64:
-            # The wire model leaves it unbounded; the storage column is 64-bit signed.
-            raise BadRequest(f"backlog_events: must be at most {MAX_INT64}", key="invalid_body")
+        if heartbeat.config_error is not None:  # stored as a time column, unlike the rest
+            in_utc(heartbeat.config_error.at, "config_error.at")
         now = datetime.now(UTC)
         record = HeartbeatRecord(
             received_at=now,

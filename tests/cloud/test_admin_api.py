@@ -138,6 +138,8 @@ async def test_count_by_store_and_kind(client: Client, agent: Agent, enroll: Any
         ("after=99999999999999999999999", "after: must be 0.."),
         ("since=yesterday", "since: not an ISO 8601 date-time"),
         ("since=2024-05-01T00:00:00", "since: needs a timezone"),
+        ("since=0001-01-01T00:00:00%2B14:00", "since: out of range in UTC"),  # was a 500
+        ("since=9999-12-31T23:00:00-14:00", "since: out of range in UTC"),
         ("kind=teleport", "kind: unknown event kind"),
         ("store_id=bad%20store", "store_id: invalid store_id"),
     ],

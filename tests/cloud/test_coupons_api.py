@@ -276,3 +276,36 @@ async def test_bad_admin_input_is_refused_with_a_reason(client: Client) -> None:
                                 headers=ADMIN)  # fmt: skip
     assert missing.status == 404
     assert (await client.get("/api/campaigns/999/stats", headers=ADMIN)).status == 404
+
+
+async def test_coupon_validity_is_rounded_inward_to_whole_seconds(client: Client) -> None:
+    # Token times are whole seconds: a window inside one second cannot be signed (it was a
+    # 500), and a fractional one is rounded inward, never past what was asked.
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    campaign = await new_campaign(client, valid_from=start.isoformat(),
+                                  valid_to=(start + timedelta(days=1)).isoformat())  # fmt: skip
+    path = f"/api/campaigns/{campaign['campaign_id']}/coupons"
+    at = [(start + timedelta(seconds=s)).isoformat() for s in (0.1, 0.5, 0.9, 1.0, 1.2, 1.9)]
+    for begin, end in zip(at[::2], at[1::2], strict=True):
+        body = {"count": 1, "value": 1, "valid_from": begin, "valid_to": end}
+        response = await client.post(path, json=body, headers=ADMIN)
+        assert response.status == 400, await response.text()
+        assert (await response.json())["error"] == "coupon validity must span a whole second"
+    [coupon] = await issue(client, campaign["campaign_id"], count=1,
+                           valid_from=(start + timedelta(seconds=0.5)).isoformat(),
+                           valid_to=(start + timedelta(seconds=2.5)).isoformat())  # fmt: skip
+    claims = parse_token(coupon["token"]).claims
+    assert (claims.valid_from, claims.valid_to) == (start.timestamp() + 1, start.timestamp() + 2)
+    assert (coupon["valid_from"], coupon["valid_to"]) == (
+        "2030-01-01T00:00:01Z", "2030-01-01T00:00:02Z")  # fmt: skip
+
+
+async def test_issue_times_utc_cannot_hold_are_400(client: Client) -> None:
+    # Valid ISO 8601 but year 10000 or 0 in UTC: converting them first was a 500.
+    campaign = await new_campaign(client)
+    path = f"/api/campaigns/{campaign['campaign_id']}/coupons"
+    for field, at in (("valid_to", "9999-12-31T23:00:00-14:00"),
+                      ("valid_from", "0001-01-01T00:00:00+14:00")):  # fmt: skip
+        response = await client.post(path, json={"count": 1, "value": 1, field: at}, headers=ADMIN)
+        assert response.status == 400, await response.text()
+        assert (await response.json())["error"] == "coupon validity must lie within the campaign's"

@@ -27,6 +27,10 @@ EXAMPLES = 20
 # Bodies whose rules JSON Schema cannot state (valid_to after valid_from, within the
 # campaign's window): a schema-valid body may still be a 400 there.
 CROSS_FIELD_RULES = {("POST", "/api/campaigns"), ("POST", "/api/campaigns/{campaign_id}/coupons")}
+# The console's HTML pages, for browsers and not API clients, are left out by prefix; so is
+# `/`, which only redirects there (cloud/console/app.py).
+CONSOLE_PREFIX = "/console"
+CONSOLE_REDIRECTS = {"/"}
 schema = schemathesis.openapi.from_dict(openapi())
 
 
@@ -41,6 +45,7 @@ class _LiveCloud:
         self.cloud: RunningCloud = self._run(start_cloud(config))
         self.url = self.cloud.url
         self.agent_token = self._run(self._enroll())
+        self._run(self._campaign())
 
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
@@ -53,6 +58,18 @@ class _LiveCloud:
         ):
             token: str = (await response.json())["token"]
             return token
+
+    async def _campaign(self) -> None:
+        # Campaign 1 exists, wide open: ids are drawn from 1 up, so issuing, key rotation
+        # and stats are fuzzed past their 404 too.
+        body = {"name": "fuzz", "currency": "EUR", "valid_from": "1970-01-01T00:00:00Z",
+                "valid_to": "2106-02-07T06:28:15Z"}  # fmt: skip
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as session,
+            session.post(self.url + "/api/campaigns", json=body) as response,
+        ):
+            assert response.status == 201, await response.text()
+            assert (await response.json())["campaign_id"] == 1
 
     def close(self) -> None:
         self._run(self.cloud.stop())
@@ -73,7 +90,10 @@ def test_every_route_is_described_and_nothing_else() -> None:
     routes = set()
     for route in app.router.routes():
         info = route.resource.get_info() if route.resource else {}
-        path = info.get("path") or info.get("formatter", "")
+        # A plain, a variable and a static (prefix-only) resource each name their path apart.
+        path = info.get("path") or info.get("formatter") or info.get("prefix", "")
+        if path in CONSOLE_REDIRECTS or path.startswith(CONSOLE_PREFIX):
+            continue
         if route.method != "HEAD":
             routes.add((route.method.lower(), path.replace(":[0-9]+", "")))
     described = {(m, p) for p, ops in openapi()["paths"].items() for m in ops}

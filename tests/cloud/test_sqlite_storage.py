@@ -111,12 +111,17 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 
 async def test_close_is_idempotent_and_ends_the_thread(tmp_path: Path) -> None:
-    before = threading.active_count()
-    storage = await SqliteStorage.open(str(tmp_path / "cloud.db"))
-    assert threading.active_count() == before + 1
+    path = str(tmp_path / "cloud.db")
+
+    def own() -> list[threading.Thread]:
+        # By name, not by count: another test's threads may still be ending meanwhile.
+        return [t for t in threading.enumerate() if t.name == f"cloud-sqlite:{path}"]
+
+    storage = await SqliteStorage.open(path)
+    assert len(own()) == 1
     await storage.close()
     await storage.close()
-    assert threading.active_count() == before
+    assert own() == []
     with pytest.raises(StorageError, match="closed"):
         await storage.ping()
 
