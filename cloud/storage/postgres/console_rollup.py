@@ -49,14 +49,15 @@ _CHANGED = """
     SELECT store_id, greatest(heartbeat_at, enrolled_at, revoked_at) AS at FROM agents
     WHERE heartbeat_at > $1 OR enrolled_at > $1 OR revoked_at > $1
 """
-_MISSING = """
-    SELECT store_id FROM stores s
-    WHERE NOT EXISTS (SELECT 1 FROM console_fleet f WHERE f.store_id = s.store_id)
-"""
-# The active agents of the stores in $1, with the parts of the latest heartbeat the roll-up
-# reads; JSON of the wrong type reads as absent, as the SQLite roll-up's checks do.
+# EXCEPT, not NOT EXISTS: a set operation is hashed or merged, never the nested loop the
+# planner picks for an anti-join when its statistics still say console_fleet is empty.
+_MISSING = "SELECT store_id FROM stores EXCEPT SELECT store_id FROM console_fleet"
+# The active agents, with the parts of their latest heartbeat the roll-up reads; JSON of the
+# wrong type reads as absent, as the SQLite roll-up's checks do. NOT MATERIALIZED: a view
+# inlined into each use, so a use for one store is an index lookup on agents_store. (No
+# `store_id = ANY($1)` in it: that index condition would rescan the array on every lookup.)
 _LIVE = f"""
-    live AS MATERIALIZED (
+    live AS NOT MATERIALIZED (
         SELECT a.store_id, a.agent_id, a.heartbeat_at, a.backlog_events,
                a.oldest_unsynced_age_s AS age_s,
                coalesce(a.heartbeat_at, a.enrolled_at) AS seen, h.hb,
@@ -73,31 +74,60 @@ _LIVE = f"""
         CROSS JOIN LATERAL (SELECT CASE WHEN a.heartbeat_at IS NOT NULL
                                          AND jsonb_typeof(a.heartbeat) = 'object'
                                         THEN a.heartbeat END AS hb) h
-        WHERE a.store_id = ANY($1::text[]) AND a.revoked_at IS NULL
+        WHERE a.revoked_at IS NULL
+    ), devices AS NOT MATERIALIZED (
+        SELECT DISTINCT ON (l.store_id, d.el ->> 'device_id')
+               l.store_id, d.el ->> 'device_id' AS device_id, l.agent_id,
+               coalesce(d.el ->> 'kind', '') AS kind, coalesce(d.el ->> 'state', '') AS state,
+               coalesce(d.el ->> 'condition', '') AS condition,
+               CASE WHEN jsonb_typeof(d.el -> 'detail') = 'string'
+                    THEN d.el ->> 'detail' END AS detail,
+               l.heartbeat_at AS updated_at
+        FROM live l CROSS JOIN LATERAL jsonb_array_elements(
+            CASE WHEN jsonb_typeof(l.hb -> 'devices') = 'array' THEN l.hb -> 'devices'
+                 ELSE '[]'::jsonb END) WITH ORDINALITY AS d(el, ord)
+        WHERE jsonb_typeof(d.el) = 'object' AND jsonb_typeof(d.el -> 'device_id') = 'string'
+        -- A device two agents report is the one of the latest heartbeat, the last in its list.
+        ORDER BY l.store_id, d.el ->> 'device_id', l.heartbeat_at DESC, l.agent_id, d.ord DESC
     )
 """
-_INSERT_DEVICES = f"""
+# The rolled-up statements go store by store (LATERAL, so each use of the views above is an
+# index lookup on agents_store), never as joins the planner might run as nested loops over
+# a whole scan when its row estimates are stale, as they are right after a first fill.
+#
+# Devices are upserted, not deleted and re-inserted (an unchanged device is a HOT update),
+# each stamped with this transaction's id; _DROP_DEVICES then removes the stores' devices
+# the stamp missed: the ones no heartbeat reports any more.
+_ROUND = "pg_current_xact_id()::text::bigint"
+_UPSERT_DEVICES = f"""
     WITH {_LIVE}
-    INSERT INTO console_devices (store_id, device_id, agent_id, kind, state, condition, detail,
-                                 updated_at)
-    SELECT DISTINCT ON (l.store_id, d.el ->> 'device_id')
-           l.store_id, d.el ->> 'device_id', l.agent_id, coalesce(d.el ->> 'kind', ''),
-           coalesce(d.el ->> 'state', ''), coalesce(d.el ->> 'condition', ''),
-           CASE WHEN jsonb_typeof(d.el -> 'detail') = 'string' THEN d.el ->> 'detail' END,
-           l.heartbeat_at
-    FROM live l CROSS JOIN LATERAL jsonb_array_elements(
-        CASE WHEN jsonb_typeof(l.hb -> 'devices') = 'array' THEN l.hb -> 'devices'
-             ELSE '[]'::jsonb END) WITH ORDINALITY AS d(el, ord)
-    WHERE jsonb_typeof(d.el) = 'object' AND jsonb_typeof(d.el -> 'device_id') = 'string'
-    -- A device two agents report is the one of the latest heartbeat, the last in its list.
-    ORDER BY l.store_id, d.el ->> 'device_id', l.heartbeat_at DESC, l.agent_id, d.ord DESC
+    INSERT INTO console_devices AS c (store_id, device_id, agent_id, kind, state, condition,
+                                      detail, updated_at, refreshed_in)
+    SELECT d.*, {_ROUND} FROM unnest($1::text[]) AS s(store_id)
+    CROSS JOIN LATERAL (SELECT * FROM devices WHERE devices.store_id = s.store_id) d
+    ORDER BY d.store_id, d.device_id
+    ON CONFLICT (store_id, device_id) DO UPDATE SET
+        agent_id = excluded.agent_id, kind = excluded.kind, state = excluded.state,
+        condition = excluded.condition, detail = excluded.detail,
+        updated_at = excluded.updated_at, refreshed_in = excluded.refreshed_in
+"""
+_DROP_DEVICES = f"""
+    DELETE FROM console_devices
+    WHERE store_id = ANY($1::text[]) AND refreshed_in <> {_ROUND}
 """
 _UPSERT_FLEET = f"""
-    WITH {_LIVE}, latest AS (
-        SELECT DISTINCT ON (store_id) store_id, hb FROM live WHERE hb IS NOT NULL
-        ORDER BY store_id, heartbeat_at DESC, agent_id
-    ), rolled AS (
-        SELECT s.store_id, count(l.agent_id) AS agents, max(l.seen) AS seen,
+    WITH {_LIVE}
+    INSERT INTO console_fleet AS f (store_id, agents, last_seen_at, backlog_events,
+        oldest_unsynced_at, device_faults, dead_letters, version, clock_offset_s,
+        config_refused)
+    SELECT s.store_id, r.agents, r.seen, r.backlog, r.oldest, df.faults, r.dead,
+           left(coalesce(x.hb ->> 'version', ''), 64),
+           CASE WHEN jsonb_typeof(x.hb -> 'clock_offset_s') = 'number'
+                THEN (x.hb ->> 'clock_offset_s')::float8 END,
+           r.refused
+    FROM unnest($1::text[]) AS s(store_id)
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS agents, max(l.seen) AS seen,
                coalesce(sum(l.backlog_events), 0) AS backlog,
                min(l.heartbeat_at - make_interval(secs => l.age_s)) FILTER (
                    WHERE l.hb IS NOT NULL AND l.age_s IS NOT NULL AND l.backlog_events > 0
@@ -108,21 +138,17 @@ _UPSERT_FLEET = f"""
                ), 0) AS dead,
                (array_agg(l.refused ORDER BY l.agent_id)
                     FILTER (WHERE l.refused IS NOT NULL))[1] AS refused
-        FROM unnest($1::text[]) AS s(store_id) LEFT JOIN live l USING (store_id)
-        GROUP BY s.store_id
-    )
-    INSERT INTO console_fleet AS f (store_id, agents, last_seen_at, backlog_events,
-        oldest_unsynced_at, device_faults, dead_letters, version, clock_offset_s,
-        config_refused)
-    SELECT r.store_id, r.agents, r.seen, r.backlog, r.oldest,
-           (SELECT count(*) FROM console_devices d
-            WHERE d.store_id = r.store_id AND d.state <> 'online'),
-           r.dead, left(coalesce(x.hb ->> 'version', ''), 64),
-           CASE WHEN jsonb_typeof(x.hb -> 'clock_offset_s') = 'number'
-                THEN (x.hb ->> 'clock_offset_s')::float8 END,
-           r.refused
-    FROM rolled r LEFT JOIN latest x USING (store_id)
-    ORDER BY r.store_id
+        FROM live l WHERE l.store_id = s.store_id
+    ) r
+    CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE d.state <> 'online') AS faults
+        FROM devices d WHERE d.store_id = s.store_id
+    ) df
+    LEFT JOIN LATERAL (
+        SELECT l.hb FROM live l WHERE l.store_id = s.store_id AND l.hb IS NOT NULL
+        ORDER BY l.heartbeat_at DESC, l.agent_id LIMIT 1
+    ) x ON true
+    ORDER BY s.store_id
     ON CONFLICT (store_id) DO UPDATE SET
         agents = excluded.agents, last_seen_at = excluded.last_seen_at,
         backlog_events = excluded.backlog_events,
@@ -144,8 +170,8 @@ async def refresh_fleet(conn: Conn) -> int:
         if not stores:
             return 0
         ordered = sorted(stores)
-        await conn.execute("DELETE FROM console_devices WHERE store_id = ANY($1::text[])", ordered)
-        await conn.execute(_INSERT_DEVICES, ordered)
+        await conn.execute(_UPSERT_DEVICES, ordered)
+        await conn.execute(_DROP_DEVICES, ordered)
         await conn.execute(_UPSERT_FLEET, ordered)
         newest = max((to_us(row["at"]) for row in changed), default=mark)
         await conn.execute(
@@ -362,13 +388,21 @@ async def _count_active(conn: Conn, stores: Iterable[str]) -> None:
     ordered = sorted(stores)
     if not ordered:
         return
+    # Counted in one grouped statement and written from arrays: no per-store subquery the
+    # planner could run as a scan of all alerts when its statistics are stale.
+    rows = await conn.fetch(
+        "SELECT store_id, count(*) FROM console_alerts"
+        " WHERE store_id = ANY($1::text[]) AND state IN ('open', 'acknowledged')"
+        " GROUP BY store_id",
+        ordered,
+    )
+    counts: dict[str, int] = {row[0]: row[1] for row in rows}
     await conn.execute(
         "INSERT INTO console_fleet AS f (store_id, active_alerts)"
-        " SELECT s, (SELECT count(*) FROM console_alerts a"
-        "            WHERE a.store_id = s AND a.state IN ('open', 'acknowledged'))"
-        " FROM unnest($1::text[]) AS s ORDER BY s"
+        " SELECT * FROM unnest($1::text[], $2::integer[]) ORDER BY 1"
         " ON CONFLICT (store_id) DO UPDATE SET active_alerts = excluded.active_alerts",
         ordered,
+        [counts.get(store, 0) for store in ordered],
     )
 
 

@@ -153,6 +153,26 @@ async def test_a_revoked_agent_leaves_the_roll_up(db: DB) -> None:
     assert await console.store_devices("store-a") == []
 
 
+async def test_a_device_the_heartbeat_stops_reporting_leaves_the_store(db: DB) -> None:
+    storage, console = db
+    agent = await enroll(storage, "store-a")
+    printer = {**SCANNER, "device_id": "printer", "kind": "printer", "state": "degraded",
+               "condition": "paper_out"}  # fmt: skip
+    await beat(storage, agent, devices=[SCANNER, printer])
+    await console.refresh_fleet(NOW)
+    assert (await row_of(console, "store-a")).device_faults == 1
+    later = NOW + timedelta(seconds=30)
+    await beat(storage, agent, at=later, devices=[{**SCANNER, "state": "offline"}])
+    await console.refresh_fleet(later)
+    [scanner] = await console.store_devices("store-a")
+    assert (scanner.device_id, scanner.state, scanner.updated_at) == (
+        "scanner-front",
+        "offline",
+        later,
+    )
+    assert (await row_of(console, "store-a")).device_faults == 1
+
+
 async def test_two_replicas_counting_at_once_count_every_event_exactly_once(
     db: DB, second: ConsoleStorage
 ) -> None:

@@ -101,6 +101,9 @@ CREATE TABLE console_devices (
     condition   text NOT NULL,
     detail      text,
     updated_at  timestamptz NOT NULL,
+    -- The refresh transaction (xid) that last wrote the row: those it missed are devices
+    -- no heartbeat reports any more, and it deletes them.
+    refreshed_in  bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (store_id, device_id)
 );
 CREATE INDEX console_devices_condition ON console_devices (kind, condition);
