@@ -13,10 +13,9 @@ from cloud.app import create_app
 from cloud.config import CloudConfig
 from console.console_helpers import FAST, Client
 
-# The backends the page tests run on. The app needs the PostgreSQL coupon and config storages
-# as well as the console's (cloud.storage.coupons.coupon_storage_for), so until those exist
-# the pages run on SQLite only; STOREEDGE_CONSOLE_BACKENDS=sqlite,postgresql runs both.
-PAGE_BACKENDS = tuple(os.environ.get("STOREEDGE_CONSOLE_BACKENDS", "sqlite").split(","))
+# The backends the page tests run on: both by default (PostgreSQL skips without a server,
+# fails with STOREEDGE_REQUIRE_POSTGRES=1); STOREEDGE_CONSOLE_BACKENDS=sqlite narrows them.
+PAGE_BACKENDS = tuple(os.environ.get("STOREEDGE_CONSOLE_BACKENDS", "sqlite,postgresql").split(","))
 
 
 @pytest.fixture(params=PAGE_BACKENDS)
