@@ -1,6 +1,6 @@
 """The console storage interface: accounts, sessions, audit, alerts and the fleet roll-up.
 
-Kept apart from `Storage` so each backend adds it on its own (SQLite now, PostgreSQL later).
+Kept apart from `Storage` so each backend adds it on its own (console_sqlite, postgres/console).
 Contract points a backend must keep:
 - Several stateless cloud replicas may call every method at once. `refresh_fleet`,
   `aggregate_events` and `evaluate_alerts` are each one transaction that reads its watermark

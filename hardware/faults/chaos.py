@@ -26,7 +26,14 @@ from typing import Any, TypeVar
 
 from hardware.emulators.printer import PrinterEmulator
 from hardware.emulators.scanner import EmulatorError, PtyScanner
-from hardware.faults.invariants import Acknowledged, AgentAccount, Verdict, check, voucher_refs
+from hardware.faults.invariants import (
+    Acknowledged,
+    AgentAccount,
+    Verdict,
+    check,
+    is_marked_copy,
+    voucher_refs,
+)
 from hardware.faults.stack import (
     AgentProc,
     Cloud,
@@ -210,9 +217,13 @@ class ChaosRun:
         report.proxy_requests = proxy.proxy.requests
         report.scans_sent = self._scan_no
         report.redemptions_sent = self._redeem_no
-        printed = voucher_refs(qr.data for r in printer.receipts for qr in r.qr_codes)
+        receipts = printer.receipts
+        originals = [r for r in receipts if not is_marked_copy(r.lines)]
+        copies = [r for r in receipts if is_marked_copy(r.lines)]
+        printed = voucher_refs(qr.data for r in originals for qr in r.qr_codes)
+        reprinted = voucher_refs(qr.data for r in copies for qr in r.qr_codes)
         report.vouchers_printed = len(printed)
-        report.verdict = self._check(printed)
+        report.verdict = self._check(printed, reprinted)
         report.duration_s = time.monotonic() - started
         return report
 
@@ -380,7 +391,7 @@ class ChaosRun:
         )
         return agent.terminate()
 
-    def _check(self, printed: list[str]) -> Verdict:
+    def _check(self, printed: list[str], copies: list[str]) -> Verdict:
         state = outbox_state(self.state_dir / "outbox.db")
         account = AgentAccount(
             self.agent_id,
@@ -394,7 +405,7 @@ class ChaosRun:
             events = self.cloud.all_events(self.settings.store_id)
         finally:
             self.cloud.stop()
-        return check(self.acked, events, [account], printed)
+        return check(self.acked, events, [account], printed, copies)
 
 
 def agent_toml(state: Path, cloud_url: str, pos_port: int, link: Path, printer_port: int) -> str:

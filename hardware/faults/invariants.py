@@ -5,7 +5,9 @@
 2. Every `seq` gap is explained by counted drops (byte-cap drops, dead letters, a quarantined
    outbox), and no seq is used twice by one agent.
 3. Coupon redemptions are never dropped: none lost, none dead-lettered, no coupon loss reason.
-4. No print job printed twice (from what the printer emulator printed).
+4. No print job printed twice (from what the printer emulator printed): at most one unmarked
+   print, and at most one marked copy — the reprint docs/PRINTERS.md makes of a job whose
+   fate a kill left unknown, which says on paper that it is a copy.
 """
 
 from collections import Counter
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.coupons.voucher import VOUCHER_QR_PREFIX
+from agent.devices.printer.templates import COPY_TITLE
 
 # Loss reasons under which an outbox row that already had a seq can vanish (agent/outbox).
 SEQ_CONSUMING_LOSSES = ("outbox_full", "dead_letter_overflow", "outbox_corrupt")
@@ -53,6 +56,7 @@ class Verdict:
     unexplained_gaps: dict[str, int] = field(default_factory=dict)
     coupon_violations: list[str] = field(default_factory=list)
     printed_twice: list[str] = field(default_factory=list)
+    marked_copies: int = 0  # reprints of an uncertain job, marked on paper (not violations)
     unacknowledged_arrived: int = 0  # fragments of a frame torn by a kill, device.status…
 
     @property
@@ -79,6 +83,7 @@ class Verdict:
             "unexplained_gaps": sum(self.unexplained_gaps.values()),
             "coupon_violations": len(self.coupon_violations),
             "printed_twice": len(self.printed_twice),
+            "marked_copies": self.marked_copies,
             "unacknowledged_arrived": self.unacknowledged_arrived,
             "examples": (self.lost + self.duplicated + self.coupon_violations)[:5],
         }
@@ -89,6 +94,7 @@ def check(
     cloud_events: Sequence[Mapping[str, Any]],
     agents: Sequence[AgentAccount],
     printed: Iterable[str] = (),
+    copies: Iterable[str] = (),
 ) -> Verdict:
     """Hold the cloud's events and the agents' books against what the devices were told."""
     verdict = Verdict(in_cloud=len(cloud_events))
@@ -96,9 +102,17 @@ def check(
     for account in agents:
         _seq(verdict, account, [e for e in cloud_events if e["agent_id"] == account.agent_id])
         _coupons_kept(verdict, account)
-    copies = Counter(printed)
-    verdict.printed_twice = sorted(job for job, n in copies.items() if n > 1)
+    originals, marked = Counter(printed), Counter(copies)
+    verdict.marked_copies = sum(marked.values())
+    verdict.printed_twice = sorted(
+        job for job in originals | marked if originals[job] > 1 or marked[job] > 1
+    )
     return verdict
+
+
+def is_marked_copy(lines: Iterable[str]) -> bool:
+    """True for a receipt the agent printed as a marked reprint (its `*** COPY ***` title)."""
+    return any(COPY_TITLE in line for line in lines)
 
 
 def voucher_refs(qr_payloads: Iterable[bytes]) -> list[str]:

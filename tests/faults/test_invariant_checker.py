@@ -2,7 +2,13 @@
 
 from typing import Any
 
-from hardware.faults.invariants import Acknowledged, AgentAccount, check, voucher_refs
+from hardware.faults.invariants import (
+    Acknowledged,
+    AgentAccount,
+    check,
+    is_marked_copy,
+    voucher_refs,
+)
 
 AGENT = "agent-1"
 
@@ -75,3 +81,18 @@ def test_a_voucher_printed_twice_is_caught() -> None:
     printed = voucher_refs([b"SE-REDEEMED:r-1", b"https://shop.example/x", b"SE-REDEEMED:r-1"])
     assert printed == ["r-1", "r-1"]
     assert check(acked, events, [AgentAccount(AGENT, {})], printed).printed_twice == ["r-1"]
+
+
+def test_one_marked_copy_is_allowed_a_second_copy_or_an_unmarked_reprint_is_not() -> None:
+    acked, events = _honest()
+    account = [AgentAccount(AGENT, {})]
+    once_and_copy = check(acked, events, account, ["r-1"], ["r-1"])
+    assert once_and_copy.ok
+    assert once_and_copy.marked_copies == 1
+    assert check(acked, events, account, ["r-1"], ["r-1", "r-1"]).printed_twice == ["r-1"]
+    assert check(acked, events, account, [], ["r-2", "r-2"]).printed_twice == ["r-2"]
+
+
+def test_a_copy_is_told_by_its_printed_title() -> None:
+    assert is_marked_copy(["*** COPY ***", "Reprint: the first print may have come out"])
+    assert not is_marked_copy(["COUPON REDEEMED", "10.00 EUR"])
