@@ -4,7 +4,8 @@ Side by side in one run: the drain to `storeedge cloud serve` (SQLite, FULL) in 
 process; the same gzipped batches POSTed to an endpoint that only parses and answers (HTTP's
 limit); the same rows inserted with dedupe straight into the cloud's schema (SQLite's limit);
 where a batch's time goes on each side; capture latency while a backlog drains; and the same
-drain by the code at git revision `--before` (the before of the fixes), in the same run.
+drain by the agent at git revision `--before` (the before of the fixes), in the same run,
+against this tree's cloud: an older cloud refuses a database this tree's migrations made.
 """
 
 import argparse
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for pristine, working in ((tmpdir / "cloud-enrolled.db", cloud_db),
                                       (filled, tmpdir / "outbox.db")):  # fmt: skip
                 copy_db(pristine, working)
-            with cloud(cloud_db, src) as url:
+            with cloud(cloud_db) as url:
                 return agent_child(tmpdir / "outbox.db", url, credentials.token, identity, src=src)
 
         # Before and after alternate, so a burst of load on the machine hits both alike.

@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    f"over {args.rounds} kill -9",
          "compared_with": f"ThingsBoard {version}: {tb_stored:,.0f}/s to disk; lost "
                           f"{lost['tb']:,} of {acked['tb']:,}",
-         "ratio": f"{ours_normal / tb_stored:.1f}× its rate to disk at its durability "
-                  f"(NORMAL); {ours / tb_stored:.1f}× at ours (FULL)",
+         "ratio": f"{ours_normal / tb_stored:.2f}× its rate to disk at its durability "
+                  f"(NORMAL); {ours / tb_stored:.2f}× at ours (FULL)",
          "goal": "faster, and 0 lost where it loses", "met": met},
     ]  # fmt: skip
     extra = {
