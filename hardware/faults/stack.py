@@ -54,14 +54,10 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 6
     return done.stdout
 
 
-class CloudReplica:
-    """One `storeedge cloud serve` process on a fixed loopback port; restartable, killable."""
+class _Process:
+    """A child process the harness can SIGKILL (counted) or SIGTERM and wait for."""
 
-    def __init__(self, db_url: str, port: int, log: Path) -> None:
-        self.db_url = db_url
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log
+    def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         self.kills = 0
 
@@ -69,6 +65,34 @@ class CloudReplica:
     def running(self) -> bool:
         """True while the process is alive."""
         return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self) -> None:
+        """SIGKILL at whatever it is doing: no cleanup, no goodbye."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(STOP_TIMEOUT_S)
+            self.proc = None
+            self.kills += 1
+
+    def terminate(self) -> int:
+        """SIGTERM and wait; the exit code (0 when already stopped)."""
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(STOP_TIMEOUT_S)
+        self.proc = None
+        return code
+
+
+class CloudReplica(_Process):
+    """One `storeedge cloud serve` process on a fixed loopback port; restartable, killable."""
+
+    def __init__(self, db_url: str, port: int, log: Path) -> None:
+        self.db_url = db_url
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        super().__init__()
 
     def start(self) -> None:
         """Spawn and wait until /healthz answers."""
@@ -86,22 +110,9 @@ class CloudReplica:
         except OSError:
             return False
 
-    def kill9(self) -> None:
-        """SIGKILL: no cleanup, no goodbye."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(STOP_TIMEOUT_S)
-            self.proc = None
-            self.kills += 1
-
     def stop(self) -> int:
         """SIGTERM and wait; the exit code (0 when already stopped)."""
-        if self.proc is None:
-            return 0
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(STOP_TIMEOUT_S)
-        self.proc = None
-        return code
+        return self.terminate()
 
 
 @dataclass
@@ -193,21 +204,15 @@ def database_cloud(db_url: str, replicas: int) -> CloudFactory:
     return make
 
 
-class AgentProc:
+class AgentProc(_Process):
     """`storeedge agent run --config FILE`, optionally under an extra environment (libfaketime)."""
 
     def __init__(self, config: Path, log: Path, env: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.log = log
         self.env = dict(env or {})
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.kills = 0
         self.starts = 0
-
-    @property
-    def running(self) -> bool:
-        """True while the process is alive."""
-        return self.proc is not None and self.proc.poll() is None
+        super().__init__()
 
     def start(self) -> None:
         """Spawn (readiness is the caller's to judge: devices, POS endpoint, outbox)."""
@@ -219,23 +224,6 @@ class AgentProc:
                 env={**os.environ, **self.env},
             )
         self.starts += 1
-
-    def kill9(self) -> None:
-        """SIGKILL at whatever it is doing."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(STOP_TIMEOUT_S)
-            self.proc = None
-            self.kills += 1
-
-    def terminate(self) -> int:
-        """SIGTERM and wait; the exit code."""
-        if self.proc is None:
-            return 0
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(STOP_TIMEOUT_S)
-        self.proc = None
-        return code
 
 
 @dataclass(frozen=True, slots=True)

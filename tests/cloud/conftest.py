@@ -9,7 +9,7 @@ concurrent test runs on one server never meet.
 import asyncio
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -21,6 +21,8 @@ from pytest_aiohttp import AiohttpClient
 
 from cloud.app import create_app
 from cloud.config import CloudConfig
+from cloud.storage import Storage, open_storage
+from cloud.storage.coupons import CouponStorage, coupon_storage_for
 
 # Where to create the session database; the default is this machine's local server.
 POSTGRES_ENV = "STOREEDGE_TEST_POSTGRES"
@@ -90,6 +92,22 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     server: str = request.getfixturevalue("postgres_server")
     with postgres_schema(server) as url:
         yield url
+
+
+@pytest.fixture
+async def storage(db_url: str) -> AsyncIterator[Storage]:
+    """The storage of `db_url`, opened (and migrated) for a storage-level test, closed after."""
+    opened = await open_storage(db_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def coupons(storage: Storage) -> CouponStorage:
+    """The coupon storage in the same database as `storage`."""
+    return coupon_storage_for(storage)
 
 
 @pytest.fixture

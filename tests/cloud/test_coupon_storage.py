@@ -1,6 +1,5 @@
 """The `CouponStorage` contract, run against every backend (SQLite and PostgreSQL) alike."""
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
 
@@ -19,23 +18,8 @@ from coupon_storage_helpers import (
 
 from cloud.coupons import new_key_pair
 from cloud.errors import StorageError
-from cloud.storage import open_storage
 from cloud.storage.base import Storage
 from cloud.storage.coupons import CouponStorage, coupon_storage_for
-
-
-@pytest.fixture
-async def storage(db_url: str) -> AsyncIterator[Storage]:
-    opened = await open_storage(db_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
-def coupons(storage: Storage) -> CouponStorage:
-    return coupon_storage_for(storage)
 
 
 async def test_campaigns_round_trip_with_keys_and_aware_times(coupons: CouponStorage) -> None:

@@ -26,20 +26,6 @@ from protocol.ids import uuid7_str
 
 
 @pytest.fixture
-async def storage(db_url: str) -> AsyncIterator[Storage]:
-    opened = await open_storage(db_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
-def coupons(storage: Storage) -> CouponStorage:
-    return coupon_storage_for(storage)
-
-
-@pytest.fixture
 async def replicas(db_url: str, storage: Storage) -> AsyncIterator[list[CouponStorage]]:
     """Four more storages on the same database (after `storage` made the schema)."""
     opened = [await open_storage(db_url) for _ in range(4)]

@@ -1,7 +1,6 @@
 """The `Storage` contract, run against every backend (SQLite and PostgreSQL) alike."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -41,15 +40,6 @@ async def enroll(
 ) -> None:
     issued = await issue_enroll_code(storage, agent.store_id, now=NOW)
     await storage.enroll(hash_code(issued.code), agent.agent_id, token_hash, {"v": 1}, NOW)
-
-
-@pytest.fixture
-async def storage(db_url: str) -> AsyncIterator[Storage]:
-    opened = await open_storage(db_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture
