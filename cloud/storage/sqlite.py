@@ -102,16 +102,7 @@ class SqliteStorage:
 
         def work(conn: sqlite3.Connection) -> AgentIdentity:
             with write(conn):
-                # The WHERE clause is the whole single-use check: two agents racing for one
-                # code cannot both match, since the first UPDATE sets used_at.
-                spent = conn.execute(
-                    "UPDATE enroll_codes SET used_at = ?, used_by = ? WHERE code_hash = ?"
-                    " AND used_at IS NULL AND expires_at > ? RETURNING store_id",
-                    (now_us, agent_id, code_hash, now_us),
-                ).fetchall()  # fetchall: a half-read RETURNING statement would block COMMIT
-                if not spent:
-                    raise refusal(conn, code_hash)
-                ((store_id,),) = spent
+                store_id = _spend_code(conn, code_hash, agent_id, now_us)
                 conn.execute(
                     "INSERT INTO agents (agent_id, store_id, token_hash, agent_info, enrolled_at)"
                     " VALUES (?, ?, ?, ?, ?)",
@@ -135,14 +126,7 @@ class SqliteStorage:
 
         def work(conn: sqlite3.Connection) -> AgentIdentity:
             with write(conn):
-                spent = conn.execute(
-                    "UPDATE enroll_codes SET used_at = ?, used_by = ? WHERE code_hash = ?"
-                    " AND used_at IS NULL AND expires_at > ? RETURNING store_id",
-                    (now_us, agent_id, code_hash, now_us),
-                ).fetchall()
-                if not spent:
-                    raise refusal(conn, code_hash)
-                ((store_id,),) = spent
+                store_id = _spend_code(conn, code_hash, agent_id, now_us)
                 row = conn.execute(
                     "SELECT store_id FROM agents WHERE agent_id = ?", (agent_id,)
                 ).fetchone()
@@ -430,3 +414,18 @@ class SqliteStorage:
             conn.close()
             raise
         return conn
+
+
+def _spend_code(conn: sqlite3.Connection, code_hash: str, agent_id: str, now_us: int) -> str:
+    """Mark an unexpired, unused code used by `agent_id`; its store id, or EnrollmentRefused."""
+    # The WHERE clause is the whole single-use check: two agents racing for one code cannot
+    # both match, since the first UPDATE sets used_at.
+    spent = conn.execute(
+        "UPDATE enroll_codes SET used_at = ?, used_by = ? WHERE code_hash = ?"
+        " AND used_at IS NULL AND expires_at > ? RETURNING store_id",
+        (now_us, agent_id, code_hash, now_us),
+    ).fetchall()  # fetchall: a half-read RETURNING statement would block COMMIT
+    if not spent:
+        raise refusal(conn, code_hash)
+    ((store_id,),) = spent
+    return str(store_id)
