@@ -7,7 +7,6 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -121,10 +120,13 @@ class Outbox:
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY_LEN:
             raise OutboxError(f"idempotency_key must be 1–{MAX_KEY_LEN} characters")
         event = encode_pending(
-            self._identity, device_id, payload, occurred_at or datetime.now(UTC), idempotency_key
+            self._identity,
+            device_id,
+            payload,
+            occurred_at or datetime.now(UTC),
+            idempotency_key,
+            guard,
         )
-        if guard is not None:
-            event = replace(event, guard=guard)
         result: AppendResult = await self._thread.append(event)
         return result
 
@@ -221,9 +223,13 @@ def oldest_age_s(stats: OutboxStats, now: float | None = None) -> float | None:
 # The envelope is assembled here rather than by pydantic (3× cheaper, research/perf.md): every
 # field but the payload is ours, ids are checked against the protocol's Id pattern once, and a
 # parity test holds these bytes to what EVENT_ADAPTER validates and pydantic would write.
-_HEAD = b'{"event_id":"%s","agent_id":"%s","store_id":"%s","seq":'
-_TAIL = b',"device_id":"%s","occurred_at":"%s","schema":%d,"kind":"%s","payload":%s}'
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+# The envelope's constant parts are made once per identity and per (device, kind): capture
+# runs on the event loop, and each microsecond there is one the writer thread waits for the
+# GIL (docs/BENCHMARKS.md "Profiling").
+_HEAD_REST: dict[Identity, bytes] = {}
+_TAIL_PARTS: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+_CACHE_MAX = 4096  # device ids come from config; the bound only guards against a runaway
 
 
 def check_id(value: str, what: str) -> str:
@@ -239,22 +245,44 @@ def encode_pending(
     payload: Payload,
     occurred_at: datetime,
     idempotency_key: str | None = None,
+    guard: Guard | None = None,
 ) -> PendingEvent:
     """Serialize an event now, leaving a hole for the seq the writer assigns at commit."""
     kind = KIND_FOR_PAYLOAD[type(payload)]
-    event_id = uuid7_str()
+    rest = _HEAD_REST.get(identity)
+    if rest is None:
+        rest = b'","agent_id":"%s","store_id":"%s","seq":' % (
+            identity.agent_id.encode(),
+            identity.store_id.encode(),
+        )
+        _HEAD_REST[identity] = _cached(_HEAD_REST, rest)
+    parts = _TAIL_PARTS.get((device_id, kind))
+    if parts is None:
+        parts = (
+            b',"device_id":"%s","occurred_at":"' % device_id.encode(),
+            b'Z","schema":%d,"kind":"%s","payload":' % (SCHEMA_VERSION, kind.encode()),
+        )
+        _TAIL_PARTS[(device_id, kind)] = _cached(_TAIL_PARTS, parts)
     if occurred_at.utcoffset() != _ZERO:
         occurred_at = occurred_at.astimezone(UTC)
-    when = occurred_at.replace(tzinfo=None).isoformat() + "Z"
-    head = _HEAD % (event_id.encode(), identity.agent_id.encode(), identity.store_id.encode())
-    tail = _TAIL % (
-        device_id.encode(),
-        when.encode(),
-        SCHEMA_VERSION,
-        kind.encode(),
-        payload.__pydantic_serializer__.to_json(payload),
+    # A UTC datetime's isoformat ends in "+00:00", which the envelope spells "Z".
+    when = occurred_at.isoformat()[:-6].encode()
+    event_id = uuid7_str()
+    return PendingEvent(
+        event_id,
+        kind,
+        b'{"event_id":"' + event_id.encode() + rest,
+        parts[0] + when + parts[1] + payload.__pydantic_serializer__.to_json(payload) + b"}",
+        guard,
+        idempotency_key,
     )
-    return PendingEvent(event_id, kind, head, tail, idempotency_key=idempotency_key)
+
+
+def _cached(cache: dict[Any, Any], value: _T) -> _T:
+    """`value`, emptying `cache` first if it is at its bound."""
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    return value
 
 
 _ZERO = timedelta(0)

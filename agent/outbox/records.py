@@ -24,12 +24,12 @@ class Guard:
     refused: str = "guard_refused"  # AppendResult.dropped when the statement changed nothing
 
 
-@dataclass(frozen=True, slots=True)
-class PendingEvent:
+class PendingEvent(msgspec.Struct, frozen=True, gc=False):
     """An event serialized on capture, but for its `seq`, which the writer assigns at commit.
 
     The body is `head + str(seq) + tail`: serializing on the caller's side keeps the writer
-    thread's GIL time to the SQL alone, which is what bounds capture latency.
+    thread's GIL time to the SQL alone, which is what bounds capture latency. A Struct, not a
+    frozen dataclass: one is made per capture, and its constructor is ~8× cheaper.
     """
 
     event_id: str
@@ -44,11 +44,11 @@ class PendingEvent:
         return b"%b%d%b" % (self.head, seq, self.tail)
 
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
+class AppendResult(msgspec.Struct, frozen=True, gc=False):
     """`seq` once committed; `dropped` names why not: the byte cap, or a refused guard.
 
     `duplicate`: the idempotency key was captured before; `seq` is that earlier event's.
+    (A Struct, made on the writer thread per event, for the reason PendingEvent is one.)
     """
 
     seq: int | None

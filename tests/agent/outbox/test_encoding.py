@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.errors import OutboxError
-from agent.outbox import Identity
+from agent.outbox import Identity, outbox
 from agent.outbox.outbox import check_id, encode_pending
 from protocol import EVENT_ADAPTER, DeviceStatusPayload, ScanPayload
 
@@ -61,3 +61,17 @@ def test_non_utc_times_are_converted_to_utc() -> None:
 def test_ids_that_could_break_the_json_are_refused(bad: str) -> None:
     with pytest.raises(OutboxError):
         check_id(bad, "device_id")
+
+
+def test_the_constant_parts_cache_stays_bounded_and_right_past_its_bound() -> None:
+    identity = Identity("a", "s")
+    when = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)  # whole second: no fraction written
+    payload = ScanPayload(raw_b64="", text="")
+    for i in range(outbox._CACHE_MAX + 10):
+        encode_pending(identity, f"device-{i}", payload, when)
+    assert len(outbox._TAIL_PARTS) <= outbox._CACHE_MAX
+    for device_id in ("device-0", f"device-{outbox._CACHE_MAX + 9}"):
+        body = encode_pending(identity, device_id, payload, when).body(3)
+        event = EVENT_ADAPTER.validate_json(body)
+        assert event.model_dump_json().encode() == body
+        assert (event.device_id, event.occurred_at) == (device_id, when)
