@@ -8,9 +8,7 @@ its acquire timeout without one), and the console's load cannot grow past CONSOL
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import asyncpg
-
-from cloud.errors import StorageError, UsageError
+from cloud.errors import UsageError
 from cloud.storage.console import (
     AlertChanges,
     AlertQuery,
@@ -30,8 +28,9 @@ from cloud.storage.console import (
 from cloud.storage.postgres import console_rollup as rollup
 from cloud.storage.postgres._ingest import CURSOR_SHIFT
 from cloud.storage.postgres._migrate import migrate
+from cloud.storage.postgres._pool import open_pool
 from cloud.storage.postgres._sql import VISIBLE_HORIZON, Params
-from cloud.storage.postgres.console_accounts import DB_ERRORS, PostgresConsoleAccounts
+from cloud.storage.postgres.console_accounts import PostgresConsoleAccounts
 from cloud.storage.postgres.console_sql import (
     ALERT_COLUMNS,
     FLEET_COLUMNS,
@@ -48,7 +47,6 @@ from cloud.storage.postgres.console_sql import (
 
 # Connections per replica: one for the evaluator, the rest for pages and the live poller.
 CONSOLE_POOL_SIZE = 4
-COMMAND_TIMEOUT_S = 30.0
 # Tail reads stop below the listing horizon (0002_events.sql), so a cursor the page hands to
 # the live view never jumps over an event that commits later with a smaller cursor.
 _HORIZON = VISIBLE_HORIZON.format(shift=CURSOR_SHIFT)
@@ -63,18 +61,10 @@ class PostgresConsoleStorage(PostgresConsoleAccounts):
     @classmethod
     async def open(cls, url: str, pool_size: int = CONSOLE_POOL_SIZE) -> "PostgresConsoleStorage":
         """Connect and apply pending migrations (the console's among them); StorageError if not."""
-        try:
-            pool = await asyncpg.create_pool(
-                url,
-                min_size=1,
-                max_size=pool_size,
-                command_timeout=COMMAND_TIMEOUT_S,
-                # No JIT: a roll-up over the whole fleet is costed high enough to trigger it,
-                # and compiling took longer (0.5 s) than running the statement.
-                server_settings={"application_name": "storeedge-console", "jit": "off"},
-            )
-        except (*DB_ERRORS, ValueError) as exc:
-            raise StorageError(f"cannot open database: {exc}") from exc
+        # No JIT: a roll-up over the whole fleet is costed high enough to trigger it, and
+        # compiling took longer (0.5 s) than running the statement.
+        settings = {"application_name": "storeedge-console", "jit": "off"}
+        pool = await open_pool(url, pool_size, settings)
         storage = cls(pool)
         try:
             async with storage._connection() as conn:

@@ -9,13 +9,13 @@ import asyncpg
 from cloud.errors import Overloaded, StorageError, UsageError
 from cloud.storage.console import AuditEntry, AuditRecord, Role, SessionRecord, UserRecord
 from cloud.storage.postgres import console_rollup as rollup
+from cloud.storage.postgres._pool import DB_ERRORS
 from cloud.storage.postgres._types import Conn
 from cloud.storage.postgres.console_sql import USER_COLUMNS, user_from_row
 
 ACQUIRE_TIMEOUT_S = 5.0
 # A session's last use is written at most this often: not one write per page view.
 SESSION_TOUCH = timedelta(seconds=60)
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 class PostgresConsoleAccounts:

@@ -37,6 +37,7 @@ from cloud.storage.postgres._partitions import (
     drop_before,
     ensure_partitions,
 )
+from cloud.storage.postgres._pool import DB_ERRORS, open_pool
 from cloud.storage.postgres._sql import (
     AGENT_COLUMNS,
     STORE_SUMMARY,
@@ -53,15 +54,12 @@ log = logging.getLogger(__name__)
 # Waiting longer than this for a free connection means the database is the bottleneck:
 # answer 503 + Retry-After (Overloaded) rather than queue requests without bound.
 ACQUIRE_TIMEOUT_S = 5.0
-# A statement running longer than this is abandoned (StorageError → 503, the agent retries).
-COMMAND_TIMEOUT_S = 30.0
 # A listing that would stop short of committed rows held back by an older open transaction
 # polls this long for it to end (milliseconds for ingest, longer for DDL) before answering.
 HOLD_BACK_WAIT_S = 2.0
 HOLD_BACK_POLL_S = 0.02
 # pg_try_advisory_lock key of the maintenance round, so one replica at a time does it.
 MAINTENANCE_LOCK = 0x7365_6D61  # "se" "ma"
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 # A WHERE term that makes the statement's own (autocommit) transaction commit without
 # waiting for the WAL flush. Only for writes a crash may lose harmlessly: a rate bucket
 # (loses a few ms of charge) and a heartbeat (the next one comes 30 s later). At fleet scale
@@ -91,17 +89,8 @@ class PostgresStorage:
     @classmethod
     async def open(cls, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> "PostgresStorage":
         """Connect, apply pending migrations and make today's partitions; StorageError if not."""
-        try:
-            pool = await asyncpg.create_pool(
-                url,
-                min_size=1,
-                max_size=pool_size,
-                command_timeout=COMMAND_TIMEOUT_S,
-                init=_init_connection,
-                server_settings={"application_name": "storeedge-cloud"},
-            )
-        except (*_DB_ERRORS, ValueError) as exc:
-            raise StorageError(f"cannot open database: {exc}") from exc
+        settings = {"application_name": "storeedge-cloud"}
+        pool = await open_pool(url, pool_size, settings, init=_init_connection)
         storage = cls(pool)
         try:
             async with storage._connection() as conn:
@@ -469,13 +458,13 @@ class PostgresStorage:
             conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
         except TimeoutError as exc:
             raise Overloaded("busy: no database connection free, retry shortly") from exc
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             raise StorageError(f"postgresql: {exc}") from exc
         finally:
             self._waiting -= 1
         try:
             yield conn
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             raise StorageError(f"postgresql: {exc}") from exc
         except RequestError:
             # A refusal (unknown code, version conflict): raised between statements, and a
